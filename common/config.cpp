@@ -1,0 +1,2 @@
+// placeholder: implemented by the common/ work
+#include "common/config.h"

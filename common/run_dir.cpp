@@ -1,0 +1,1 @@
+#include "common/run_dir.h"

@@ -1,0 +1,81 @@
+#include "tests/testing/testing.h"
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace segkd::testing {
+
+::testing::AssertionResult tensors_close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol,
+                                         double atol) {
+  if (actual.sizes() != expected.sizes()) {
+    return ::testing::AssertionFailure() << "shape " << actual.sizes() << " != expected " << expected.sizes();
+  }
+  auto a = actual.detach().to(torch::kDouble).cpu();
+  auto b = expected.detach().to(torch::kDouble).cpu();
+  if (!torch::isfinite(a).all().item<bool>()) return ::testing::AssertionFailure() << "actual has non-finite values";
+  auto excess = (a - b).abs() - (atol + rtol * b.abs());
+  auto worst = excess.flatten().argmax().item<int64_t>();
+  if (excess.flatten()[worst].item<double>() > 0) {
+    return ::testing::AssertionFailure() << "element " << worst << ": " << a.flatten()[worst].item<double>()
+                                         << " vs expected " << b.flatten()[worst].item<double>()
+                                         << " (rtol " << rtol << ", atol " << atol << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "segkd-test-XXXXXX").string();
+  char* made = mkdtemp(tmpl.data());
+  if (made == nullptr) throw std::runtime_error("mkdtemp failed for " + tmpl);
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  auto parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+static std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::string(v) : std::string(fallback);
+}
+
+std::string source_dir() { return env_or("SEGKD_SOURCE_DIR", "."); }
+std::string binary_dir() { return env_or("SEGKD_BINARY_DIR", "."); }
+
+int run_command(const std::string& command, std::string* output) {
+  std::string full = command + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  if (!pipe) return -1;
+  std::array<char, 4096> buf{};
+  std::string out;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace segkd::testing
