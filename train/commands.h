@@ -1,0 +1,30 @@
+#pragma once
+/// Library side of the `segkd` subcommands (launch/ only parses arguments and calls these).
+/// Each returns the process exit status and throws segkd::Error with a one-line reason on bad input.
+#include <string>
+#include <vector>
+
+namespace segkd::train {
+
+struct ConfigArgs {
+  std::string config;                  ///< TOML file
+  std::vector<std::string> overrides;  ///< --set key=value
+};
+
+/// `segkd train CONFIG [--set ...] [--work-dir DIR] [--resume auto|PATH]` (needs dist::init).
+int run_train(const ConfigArgs& c, const std::string& work_dir, const std::string& resume);
+/// `segkd eval CONFIG --weights PATH`: prints and writes (`<work_dir>/eval.json`) mIoU and per-class IoU.
+int run_eval(const ConfigArgs& c, const std::string& weights, const std::string& out_json);
+/// `segkd predict CONFIG --weights PATH --input IMAGE_OR_DIR --out DIR`: `<stem>.png` (class ids) and
+/// `<stem>_color.png` (palette over the image).
+int run_predict(const ConfigArgs& c, const std::string& weights, const std::string& input, const std::string& out);
+/// `segkd export CHECKPOINT --out FILE.pth`: the student as a PyTorch state_dict with mmseg key names.
+int run_export(const std::string& checkpoint, const std::string& out);
+/// `segkd sweep CONFIG --grid key=v1,v2 ...`: trains every combination, writes sweep.csv and sweep.md.
+int run_sweep(const ConfigArgs& c, const std::vector<std::string>& grid, const std::string& work_dir);
+/// `segkd info CONFIG`: resolved config, parameter counts, FLOPs per image, dataset sizes.
+int run_info(const ConfigArgs& c);
+/// `segkd report RUN_DIR...`: a table of the runs' summary.json (name, models, KD, iterations, time, mIoU).
+int run_report(const std::vector<std::string>& run_dirs, const std::string& markdown_out);
+
+}  // namespace segkd::train

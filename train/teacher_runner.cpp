@@ -1,0 +1,96 @@
+#include "train/teacher_runner.h"
+
+#include <chrono>
+
+namespace segkd::train {
+
+TeacherRunner::TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads)
+    : teacher_(std::move(teacher)), request_(std::move(request)), concurrent_(concurrent), threads_(threads) {
+  if (concurrent_) worker_ = std::thread([this] { loop(); });
+}
+
+TeacherRunner::~TeacherRunner() {
+  if (worker_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+}
+
+ModelOutput TeacherRunner::run(const torch::Tensor& images) {
+  auto t0 = std::chrono::steady_clock::now();
+  ModelOutput out;
+  {
+    c10::InferenceMode inference;
+    out = teacher_->forward(images, request_);
+  }
+  // Inference tensors cannot be saved for backward; KD terms need to, so hand out normal tensors.
+  auto unwrap = [](torch::Tensor& t) {
+    if (t.defined()) t = t.clone();
+  };
+  unwrap(out.logits);
+  unwrap(out.aux_logits);
+  for (auto& kv : out.features) unwrap(kv.second);
+  last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+void TeacherRunner::loop() {
+  at::set_num_threads(threads_);
+  while (true) {
+    torch::Tensor job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || has_job_; });
+      if (stop_) return;
+      job = pending_;
+      has_job_ = false;
+    }
+    ModelOutput out;
+    std::exception_ptr error;
+    try {
+      out = run(job);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      result_ = std::move(out);
+      error_ = error;
+      has_result_ = true;
+    }
+    cv_.notify_all();
+  }
+}
+
+void TeacherRunner::start(const torch::Tensor& images) {
+  if (!concurrent_) {
+    pending_ = images;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_ = images;
+    has_job_ = true;
+    has_result_ = false;
+  }
+  cv_.notify_all();
+}
+
+ModelOutput TeacherRunner::wait() {
+  if (!concurrent_) {
+    auto out = run(pending_);
+    pending_ = torch::Tensor();
+    return out;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return has_result_; });
+  has_result_ = false;
+  if (error_) std::rethrow_exception(error_);
+  return std::move(result_);
+}
+
+}  // namespace segkd::train

@@ -1,0 +1,54 @@
+#pragma once
+/// TeacherRunner: the frozen teacher's forward pass, optionally concurrent with the student's.
+///
+/// On CPU the teacher runs on a persistent worker thread with its own intra-op thread count, in inference mode;
+/// its outputs are cloned out of inference mode so KD terms can save them for backward. Only the outputs the KD
+/// terms asked for are computed (e.g. no auxiliary head; no decode head when only backbone features are used).
+/// Concurrency pays only where there are idle cores for it (see README "Teacher concurrency"); with one core per
+/// rank it time-slices and gains nothing, so `teacher.concurrent = false` runs it inline.
+#include <torch/torch.h>
+
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "common/model_output.h"
+#include "models/segmentor.h"
+
+namespace segkd::train {
+
+class TeacherRunner {
+ public:
+  /// `threads`: intra-op threads of the worker (concurrent mode).
+  TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads);
+  ~TeacherRunner();
+  TeacherRunner(const TeacherRunner&) = delete;
+  TeacherRunner& operator=(const TeacherRunner&) = delete;
+
+  /// Starts the teacher on `images` (returns at once in concurrent mode).
+  void start(const torch::Tensor& images);
+  /// The teacher's outputs for the last start(); rethrows a worker exception.
+  ModelOutput wait();
+  /// Seconds the last forward took inside the teacher.
+  double last_seconds() const { return last_seconds_; }
+
+ private:
+  ModelOutput run(const torch::Tensor& images);
+  void loop();
+
+  models::Segmentor teacher_;
+  OutputRequest request_;
+  bool concurrent_;
+  int threads_;
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  torch::Tensor pending_;
+  bool has_job_ = false, has_result_ = false, stop_ = false;
+  ModelOutput result_;
+  std::exception_ptr error_;
+  double last_seconds_ = 0;
+};
+
+}  // namespace segkd::train
