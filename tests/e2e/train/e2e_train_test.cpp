@@ -1,0 +1,283 @@
+// End-to-end tests of the segkd executable under `mpiexec -n 2`: a short distillation run writes the run directory
+// of DESIGN.md, kill-and-resume ends with bit-identical weights, eval reproduces the final mIoU, predict writes PNGs
+// of the input size, export loads in PyTorch, 1×4 and 2×2 ranks×batch follow the same loss curve, and bad input is
+// a one-line error on which every rank exits.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "data/image_io.h"
+#include "tests/testing/testing.h"
+#include "train/checkpoint.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using segkd::testing::read_text;
+using segkd::testing::run_command;
+using segkd::testing::write_text;
+
+namespace {
+
+std::string segkd_bin() { return segkd::testing::binary_dir() + "/segkd"; }
+
+std::string mpirun(int n) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "
+         "mpiexec -n " + std::to_string(n) + " --oversubscribe --bind-to none ";
+}
+
+/// One synthetic dataset shared by every test of the suite.
+class E2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new segkd::testing::TempDir();
+    std::string out;
+    ASSERT_EQ(run_command(segkd_bin() + " synth --out " + dir_->file("train.h5") +
+                              " --num 24 --size 64x64 --classes 5 --seed 1",
+                          &out),
+              0)
+        << out;
+    ASSERT_EQ(run_command(segkd_bin() + " synth --out " + dir_->file("val.h5") +
+                              " --num 6 --size 64x80 --classes 5 --seed 2",
+                          &out),
+              0)
+        << out;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  /// A complete config for a tiny PSPNet-R18 run on the synthetic set; `extra` is appended verbatim.
+  static std::string config(const std::string& name, const std::string& extra, int64_t iterations = 6) {
+    std::ostringstream s;
+    s << "[run]\nname = \"" << name << "\"\nwork_dir = \"" << dir_->file("runs/" + name) << "\"\nseed = 7\n"
+      << "threads = 1\n"
+      << "[data]\ntrain = [\"" << dir_->file("train.h5") << "\"]\nval = [\"" << dir_->file("val.h5") << "\"]\n"
+      << "num_classes = 5\ncrop = [48, 48]\nscale_range = [0.75, 1.25]\nbatch_per_rank = 2\nworkers = 1\n"
+      << "[student]\narch = \"pspnet\"\nbackbone = \"resnet18_v1c\"\n"
+      << "[optimizer]\nlr = 0.01\n"
+      << "[schedule]\niterations = " << iterations << "\n"
+      << "[eval]\ninterval = 0\n[checkpoint]\ninterval = 2\nkeep = 10\n[log]\ninterval = 1\n"
+      << extra;
+    return s.str();
+  }
+
+  static std::string write_config(const std::string& name, const std::string& text) {
+    auto path = dir_->file("configs/" + name + ".toml");
+    write_text(path, text);
+    return path;
+  }
+
+  /// A supervised teacher, trained once and shared.
+  static std::string teacher_checkpoint() {
+    static std::string path;
+    if (!path.empty()) return path;
+    auto cfg = write_config("teacher", config("teacher", "", 4));
+    std::string out;
+    EXPECT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + cfg, &out), 0) << out;
+    path = dir_->file("runs/teacher/checkpoints/iter_4.ckpt");
+    return path;
+  }
+
+  static std::string kd_extra() {
+    return "[teacher]\narch = \"pspnet\"\nbackbone = \"resnet18_v1c\"\nweights = \"" + teacher_checkpoint() +
+           "\"\n[[distill]]\ntype = \"logit\"\nweight = 1.0\ntau = 2.0\n";
+  }
+
+  static std::vector<json> metrics(const std::string& run) {
+    std::vector<json> events;
+    std::istringstream in(read_text(dir_->file("runs/" + run + "/metrics.jsonl")));
+    std::string line;
+    while (std::getline(in, line)) events.push_back(json::parse(line));
+    return events;
+  }
+
+  static segkd::testing::TempDir* dir_;
+};
+
+segkd::testing::TempDir* E2E::dir_ = nullptr;
+
+TEST_F(E2E, DistillationRunWritesTheRunDirectory) {
+  auto cfg = write_config("kd", config("kd", kd_extra()));
+  std::string out;
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + cfg, &out), 0) << out;
+  const std::string run = dir_->file("runs/kd");
+  for (auto f : {"config.toml", "log.txt", "log.rank1.txt", "metrics.jsonl", "summary.json", "checkpoints/latest",
+                 "checkpoints/iter_2.ckpt", "checkpoints/iter_6.ckpt"}) {
+    EXPECT_TRUE(fs::exists(run + "/" + f)) << f;
+  }
+  EXPECT_EQ(read_text(run + "/checkpoints/latest"), "iter_6.ckpt\n");
+  auto summary = json::parse(read_text(run + "/summary.json"));
+  for (auto key : {"iterations", "wall_clock_s", "images_per_s", "mIoU", "per_class_iou", "world_size",
+                   "config_hash"}) {
+    EXPECT_TRUE(summary.contains(key)) << key;
+  }
+  EXPECT_EQ(summary["iterations"].get<int>(), 6);
+  EXPECT_EQ(summary["world_size"].get<int>(), 2);
+  EXPECT_EQ(summary["per_class_iou"].size(), 5u);
+  const double miou = summary["mIoU"].get<double>();
+  EXPECT_GE(miou, 0.0);
+  EXPECT_LE(miou, 1.0);
+  // Every log event carries the task loss, the aux loss and the KD term, all finite.
+  auto events = metrics("kd");
+  int train_events = 0;
+  for (auto& e : events) {
+    if (e["event"] != "train") continue;
+    ++train_events;
+    for (auto term : {"ce", "aux_ce", "logit"}) {
+      ASSERT_TRUE(e["loss"].contains(term)) << e.dump();
+      EXPECT_TRUE(e["loss"][term].is_number()) << e.dump();
+    }
+  }
+  EXPECT_EQ(train_events, 6);
+  EXPECT_EQ(events.back()["event"], "eval");
+  // The console shows a progress line with ETA and the resolved config hash.
+  EXPECT_NE(out.find("eta"), std::string::npos) << out;
+  EXPECT_NE(out.find(summary["config_hash"].get<std::string>()), std::string::npos);
+
+  // eval reproduces the mIoU written at the end of training (same weights, same data).
+  std::string eval_out;
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " eval " + cfg + " --weights " + run +
+                            "/checkpoints/iter_6.ckpt --out " + run + "/eval_again.json",
+                        &eval_out),
+            0)
+      << eval_out;
+  auto again = json::parse(read_text(run + "/eval_again.json"));
+  EXPECT_DOUBLE_EQ(again["mIoU"].get<double>(), miou);
+
+  // predict writes class-id and colour PNGs of the input's size.
+  segkd::data::Image img{37, 53, 3, std::vector<uint8_t>(37 * 53 * 3)};
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>((i * 7) % 251);
+  segkd::data::write_png(dir_->file("predict_in/odd.png"), img);
+  std::string pred_out;
+  ASSERT_EQ(run_command(segkd_bin() + " predict " + cfg + " --weights " + run + "/checkpoints/iter_6.ckpt --input " +
+                            dir_->file("predict_in") + " --out " + dir_->file("predict_out"),
+                        &pred_out),
+            0)
+      << pred_out;
+  auto ids = segkd::data::read_label_png(dir_->file("predict_out/odd.png"));
+  auto color = segkd::data::read_image(dir_->file("predict_out/odd_color.png"));
+  EXPECT_EQ(ids.height, 37);
+  EXPECT_EQ(ids.width, 53);
+  EXPECT_EQ(color.height, 37);
+  EXPECT_EQ(color.width, 53);
+  for (auto v : ids.pixels) ASSERT_LT(v, 5);
+
+  // export writes a state_dict that PyTorch loads, with the student's mmseg key names and shapes.
+  std::string exp_out;
+  ASSERT_EQ(run_command(segkd_bin() + " export " + run + "/checkpoints/iter_6.ckpt --out " + run + "/student.pth",
+                        &exp_out),
+            0)
+      << exp_out;
+  std::string py;
+  ASSERT_EQ(run_command("/usr/bin/python3 -c \"import torch; sd = torch.load('" + run +
+                            "/student.pth'); print(len(sd), tuple(sd['decode_head.conv_seg.weight'].shape), "
+                            "'backbone.stem.0.weight' in sd)\"",
+                        &py),
+            0)
+      << py;
+  auto state = segkd::train::read_checkpoint_student(run + "/checkpoints/iter_6.ckpt");
+  EXPECT_NE(py.find(std::to_string(state.size()) + " (5, 128, 1, 1) True"), std::string::npos) << py;
+}
+
+TEST_F(E2E, KilledAndResumedRunEndsWithIdenticalWeights) {
+  auto straight = write_config("straight", config("straight", kd_extra()));
+  std::string out;
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + straight, &out), 0) << out;
+
+  auto cfg = write_config("resumed", config("resumed", kd_extra()));
+  // Rank 1 dies at iteration 3 (after the checkpoint at 2): the whole job must stop, non-zero.
+  ASSERT_NE(run_command("SEGKD_FAULT_INJECT=1:3 " + mpirun(2) + segkd_bin() + " train " + cfg, &out), 0) << out;
+  EXPECT_NE(out.find("injected fault at iteration 3"), std::string::npos) << out;
+  ASSERT_FALSE(fs::exists(dir_->file("runs/resumed/summary.json")));
+  // A damaged newer checkpoint is reported and skipped.
+  write_text(dir_->file("runs/resumed/checkpoints/iter_4.ckpt"), "truncated");
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + cfg + " --resume auto", &out), 0) << out;
+  EXPECT_NE(out.find("skipping damaged checkpoint"), std::string::npos) << out;
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+
+  auto a = segkd::train::read_checkpoint_student(dir_->file("runs/straight/checkpoints/iter_6.ckpt"));
+  auto b = segkd::train::read_checkpoint_student(dir_->file("runs/resumed/checkpoints/iter_6.ckpt"));
+  ASSERT_EQ(a.size(), b.size());
+  for (auto& [key, t] : a) {
+    ASSERT_TRUE(b.count(key)) << key;
+    EXPECT_TRUE(torch::equal(t, b[key])) << key << " differs after resume";
+  }
+}
+
+TEST_F(E2E, OneRankBatchFourMatchesTwoRanksBatchTwo) {
+  // Same global batch (the sampler interleaves ranks), SyncBatchNorm, no dropout, no random rescale.
+  auto one = config("b1x4", "", 5);
+  auto two = config("b2x2", "", 5);
+  auto fix = [](std::string text, int batch) {
+    auto replace = [&](const std::string& from, const std::string& to) {
+      auto pos = text.find(from);
+      EXPECT_NE(pos, std::string::npos) << from;
+      text.replace(pos, from.size(), to);
+    };
+    replace("batch_per_rank = 2", "batch_per_rank = " + std::to_string(batch));
+    replace("scale_range = [0.75, 1.25]", "scale_range = [1.0, 1.0]\nflip = false");
+    replace("backbone = \"resnet18_v1c\"\n", "backbone = \"resnet18_v1c\"\ndropout = 0.0\n");
+    return text;
+  };
+  std::string out;
+  ASSERT_EQ(run_command(mpirun(1) + segkd_bin() + " train " + write_config("b1x4", fix(one, 4)), &out), 0) << out;
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + write_config("b2x2", fix(two, 2)), &out), 0) << out;
+  auto a = metrics("b1x4"), b = metrics("b2x2");
+  std::vector<double> la, lb;
+  for (auto& e : a) if (e["event"] == "train") la.push_back(e["loss"]["ce"].get<double>());
+  for (auto& e : b) if (e["event"] == "train") lb.push_back(e["loss"]["ce"].get<double>());
+  ASSERT_EQ(la.size(), 5u);
+  ASSERT_EQ(lb.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(la[i], lb[i], 1e-3) << "iteration " << i + 1;
+}
+
+struct BadInput {
+  std::string name, text, args, expected;
+};
+
+TEST_F(E2E, BadInputIsAOneLineErrorAndEveryRankExits) {
+  std::string out;
+  ASSERT_EQ(run_command(segkd_bin() + " synth --out " + dir_->file("train7.h5") +
+                            " --num 4 --size 64x64 --classes 7 --seed 3",
+                        &out),
+            0)
+      << out;
+  auto with = [](std::string text, const std::string& from, const std::string& to) {
+    auto pos = text.find(from);
+    EXPECT_NE(pos, std::string::npos) << from;
+    if (pos != std::string::npos) text.replace(pos, from.size(), to);
+    return text;
+  };
+  write_text(dir_->file("a_file"), "x");
+  const std::string teacher_missing =
+      "[teacher]\narch = \"pspnet\"\nbackbone = \"resnet18_v1c\"\nweights = \"/nonexistent/t.pth\"\n"
+      "[[distill]]\ntype = \"logit\"\n";
+  // A 5-class teacher for a 7-class dataset.
+  auto seven = with(with(config("bad_teacher_classes", kd_extra()), "num_classes = 5", "num_classes = 7"),
+                    "train = [\"" + dir_->file("train.h5"), "train = [\"" + dir_->file("train7.h5"));
+  seven = with(seven, "val = [\"" + dir_->file("val.h5") + "\"]", "val = []");
+  const std::vector<BadInput> cases{
+      {"missing_weights", config("bad_missing_weights", teacher_missing), "",
+       "teacher.weights: file not found: /nonexistent/t.pth"},
+      {"dataset_classes", with(config("bad_dataset_classes", ""), "num_classes = 5", "num_classes = 7"), "",
+       "data.num_classes = 7 but dataset"},
+      {"teacher_classes", seven, "", "predicts 5 classes but data.num_classes = 7"},
+      {"budget", config("bad_budget", ""), " --set schedule.budget=ten_minutes", "schedule.budget"},
+      {"unwritable", with(config("unwritable", ""), dir_->file("runs/unwritable"), dir_->file("a_file/run")), "",
+       "run.work_dir"},
+  };
+  for (const auto& c : cases) {
+    auto cfg = write_config("bad_" + c.name, c.text);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_NE(run_command(mpirun(2) + segkd_bin() + " train " + cfg + c.args, &out), 0) << c.name;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60) << c.name;
+    EXPECT_NE(out.find(c.expected), std::string::npos) << c.name << ": " << out;
+  }
+}
+
+}  // namespace
