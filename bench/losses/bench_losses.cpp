@@ -1,0 +1,192 @@
+// bench_losses: cost of each loss term per iteration (forward + backward) at PSPNet-R18 (student) / PSPNet-R101
+// (teacher) feature shapes, for a Cityscapes crop scaled to this machine, and its ratio to the CE task loss
+// measured in the same run.
+//
+//   bench_losses [--scale S] [--batch N] [--iters K] [--threads T]
+//
+// Default: 512×1024 crop scaled by 1/4 to 128×256, batch 2, output stride 8, 19 classes, 1 thread.
+// Feature shapes (N, C, H, W): layer1 at stride 4, layer2..4 and the PSP bottleneck ("head") at stride 8;
+// student R18 channels 64/128/256/512, head 128; teacher R101 channels 256/512/1024/2048, head 512.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "losses/objective.h"
+
+namespace {
+
+using segkd::DistillConfig;
+using segkd::ModelOutput;
+using namespace segkd::losses;
+
+struct Args {
+  double scale = 0.25;
+  int64_t batch = 2;
+  int iters = 10;
+  int threads = 1;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "bench_losses: %s needs a value\n", k.c_str());
+      std::exit(2);
+    }
+    const char* v = argv[++i];
+    if (k == "--scale") {
+      a.scale = std::atof(v);
+    } else if (k == "--batch") {
+      a.batch = std::atoll(v);
+    } else if (k == "--iters") {
+      a.iters = std::atoi(v);
+    } else if (k == "--threads") {
+      a.threads = std::atoi(v);
+    } else {
+      std::fprintf(stderr, "bench_losses: unknown option %s (known: --scale --batch --iters --threads)\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+struct Net {
+  std::map<std::string, int64_t> channels;
+  std::map<std::string, int64_t> stride;
+};
+
+ModelOutput random_output(const Net& net, int64_t n, int64_t h, int64_t w, int64_t classes, bool student) {
+  ModelOutput out;
+  out.logits = torch::randn({n, classes, h / 8, w / 8}) * 2;
+  for (const auto& [name, c] : net.channels) {
+    int64_t s = net.stride.at(name);
+    auto x = torch::randn({n, c, h / s, w / s});
+    out.features[name] = student ? x.requires_grad_(true) : x;
+  }
+  if (student) out.logits.requires_grad_(true);
+  return out;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args = parse(argc, argv);
+  at::set_num_threads(args.threads);
+  torch::manual_seed(0);
+  const int64_t h = static_cast<int64_t>(512 * args.scale), w = static_cast<int64_t>(1024 * args.scale);
+  const int64_t classes = 19, ignore = 255;
+  std::map<std::string, int64_t> strides{{"layer1", 4}, {"layer2", 8}, {"layer3", 8}, {"layer4", 8}, {"head", 8}};
+  Net student{{{"layer1", 64}, {"layer2", 128}, {"layer3", 256}, {"layer4", 512}, {"head", 128}}, strides};
+  Net teacher{{{"layer1", 256}, {"layer2", 512}, {"layer3", 1024}, {"layer4", 2048}, {"head", 512}}, strides};
+
+  std::printf("bench_losses: crop %lldx%lld (512x1024 x %.3g), batch %lld, %d thread(s), %d iterations (median)\n",
+              (long long)h, (long long)w, args.scale, (long long)args.batch, args.threads, args.iters);
+  std::printf("  logits (N,C,H,W) = (%lld,%lld,%lld,%lld), label (%lld,%lld,%lld)\n", (long long)args.batch,
+              (long long)classes, (long long)h / 8, (long long)w / 8, (long long)args.batch, (long long)h,
+              (long long)w);
+  for (const auto& [name, c] : student.channels) {
+    std::printf("  %-6s student (%lld,%lld,%lld,%lld)  teacher (%lld,%lld,%lld,%lld)\n", name.c_str(),
+                (long long)args.batch, (long long)c, (long long)(h / strides[name]), (long long)(w / strides[name]),
+                (long long)args.batch, (long long)teacher.channels[name], (long long)(h / strides[name]),
+                (long long)(w / strides[name]));
+  }
+
+  auto make = [](const std::string& type) {
+    DistillConfig c;
+    c.type = type;
+    return c;
+  };
+  std::vector<std::pair<std::string, DistillConfig>> cases;
+  cases.emplace_back("logit (tau 1)", make("logit"));
+  {
+    auto c = make("logit");
+    c.resolution = "label";
+    c.mask_ignore = true;
+    cases.emplace_back("logit (label res, mask)", c);
+  }
+  {
+    auto c = make("feature");
+    cases.emplace_back("feature layer4 conv1x1", c);
+  }
+  {
+    auto c = make("feature");
+    c.student = {"head"};
+    c.teacher = {"head"};
+    c.projector = "conv1x1_bn";
+    cases.emplace_back("feature head conv1x1_bn", c);
+  }
+  {
+    auto c = make("cwd");
+    c.tau = 4;
+    cases.emplace_back("cwd logits (tau 4)", c);
+  }
+  {
+    auto c = make("cwd");
+    c.on = "feature";
+    c.student = {"head"};
+    c.teacher = {"head"};
+    c.tau = 4;
+    cases.emplace_back("cwd head feature", c);
+  }
+  {
+    auto c = make("pairwise");
+    c.student = {"head"};
+    c.teacher = {"head"};
+    cases.emplace_back("pairwise head (k 2)", c);
+  }
+  {
+    auto c = make("ifvd");
+    c.student = {"head"};
+    c.teacher = {"head"};
+    cases.emplace_back("ifvd head", c);
+  }
+  {
+    auto c = make("at");
+    c.student = {"layer1", "layer2", "layer3", "layer4"};
+    c.teacher = c.student;
+    cases.emplace_back("at layer1..4", c);
+  }
+  cases.emplace_back("dist (tau 1)", make("dist"));
+
+  auto label = torch::randint(classes, {args.batch, h, w}, torch::kLong);
+  label.masked_fill_(torch::rand({args.batch, h, w}) < 0.1, ignore);
+  auto t_out = random_output(teacher, args.batch, h, w, classes, /*student=*/false);
+
+  // Times fn(student) forward + backward; a fresh student output each iteration so gradients do not accumulate.
+  auto time_it = [&](const std::function<torch::Tensor(const ModelOutput&)>& fn) {
+    std::vector<double> ms;
+    for (int i = 0; i < args.iters + 2; ++i) {
+      auto s_out = random_output(student, args.batch, h, w, classes, /*student=*/true);
+      auto start = std::chrono::steady_clock::now();
+      fn(s_out).backward();
+      double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      if (i >= 2) ms.push_back(t);  // two warm-up iterations
+    }
+    return median(ms);
+  };
+
+  double ce_ms = time_it([&](const ModelOutput& s) { return segmentation_ce(s.logits, label, ignore); });
+  std::printf("\n%-28s %10s %10s\n", "term", "ms/iter", "x CE");
+  std::printf("%-28s %10.3f %10.2f\n", "ce (task loss)", ce_ms, 1.0);
+  segkd::losses::Channels sc(student.channels.begin(), student.channels.end());
+  segkd::losses::Channels tc(teacher.channels.begin(), teacher.channels.end());
+  sc["logits"] = tc["logits"] = classes;
+  for (const auto& [name, cfg] : cases) {
+    auto term = make_term(cfg, 0, sc, tc, ignore);
+    double ms = time_it([&](const ModelOutput& s) { return term->forward(s, t_out, label); });
+    std::printf("%-28s %10.3f %10.2f\n", name.c_str(), ms, ms / ce_ms);
+  }
+  return 0;
+}
