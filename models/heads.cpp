@@ -1,0 +1,128 @@
+#include "models/heads.h"
+
+#include "models/layers.h"
+
+namespace segkd::models {
+
+// ---- layers.h -------------------------------------------------------------------------------------------------
+
+namespace {
+thread_local MacCounter* t_counter = nullptr;
+}
+
+MacCounter::MacCounter() : previous_(t_counter) { t_counter = this; }
+MacCounter::~MacCounter() { t_counter = previous_; }
+MacCounter* MacCounter::current() { return t_counter; }
+
+torch::Tensor run_conv(torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  auto y = conv->forward(x);
+  if (auto* counter = MacCounter::current()) {
+    const auto& w = conv->weight;  // (out, in/groups, kh, kw)
+    counter->add(static_cast<double>(y.numel()) * static_cast<double>(w.size(1) * w.size(2) * w.size(3)));
+  }
+  return y;
+}
+
+torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t dilation, int64_t groups,
+                            bool bias) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k)
+                               .stride(stride)
+                               .padding(dilation * (k - 1) / 2)
+                               .dilation(dilation)
+                               .groups(groups)
+                               .bias(bias));
+}
+
+torch::Tensor resize_bilinear(const torch::Tensor& x, int64_t height, int64_t width) {
+  if (x.size(2) == height && x.size(3) == width) return x;
+  namespace F = torch::nn::functional;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<int64_t>{height, width})
+                               .mode(torch::kBilinear)
+                               .align_corners(false));
+}
+
+ConvModuleImpl::ConvModuleImpl(int64_t in, int64_t out, int64_t k, int64_t dilation) {
+  conv = register_module("conv", make_conv(in, out, k, /*stride=*/1, dilation));
+  bn = register_module("bn", Norm2d(out));
+}
+
+torch::Tensor ConvModuleImpl::forward(const torch::Tensor& x) { return torch::relu(bn(run_conv(conv, x))); }
+
+// ---- heads.h --------------------------------------------------------------------------------------------------
+
+DecodeHeadImpl::DecodeHeadImpl(const HeadOptions& options) : options_(options) {
+  // Registered first, as mmseg's BaseDecodeHead does; the key order does not matter for loading.
+  conv_seg_ = register_module(
+      "conv_seg", torch::nn::Conv2d(torch::nn::Conv2dOptions(options.channels(), options.num_classes(), 1)));
+  dropout_ = register_module("dropout", torch::nn::Dropout2d(torch::nn::Dropout2dOptions(options.dropout())));
+}
+
+torch::Tensor DecodeHeadImpl::classify(const torch::Tensor& feature) {
+  auto x = options_.dropout() > 0 ? dropout_(feature) : feature;
+  return run_conv(conv_seg_, x);
+}
+
+PSPHeadImpl::PSPHeadImpl(const HeadOptions& options, std::vector<int64_t> pool_scales)
+    : DecodeHeadImpl(options), scales_(std::move(pool_scales)) {
+  torch::nn::ModuleList psp_modules;
+  for (int64_t scale : scales_) {
+    // psp_modules.K = Sequential(AdaptiveAvgPool2d(scale), ConvModule): the ConvModule is child "1".
+    torch::nn::Sequential branch;
+    branch->push_back(torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions(scale)));
+    ConvModule conv(options.in_channels(), options.channels(), 1);
+    branch->push_back(conv);
+    pool_convs_.push_back(conv);
+    psp_modules->push_back(branch);
+  }
+  register_module("psp_modules", psp_modules);
+  bottleneck_ = register_module(
+      "bottleneck",
+      ConvModule(options.in_channels() + static_cast<int64_t>(scales_.size()) * options.channels(),
+                 options.channels(), 3));
+}
+
+torch::Tensor PSPHeadImpl::forward_feature(const torch::Tensor& x) {
+  std::vector<torch::Tensor> outs{x};
+  for (size_t i = 0; i < scales_.size(); ++i) {
+    auto pooled = torch::adaptive_avg_pool2d(x, {scales_[i], scales_[i]});
+    outs.push_back(resize_bilinear(pool_convs_[i](pooled), x.size(2), x.size(3)));
+  }
+  return bottleneck_(torch::cat(outs, 1));
+}
+
+ASPPHeadImpl::ASPPHeadImpl(const HeadOptions& options, std::vector<int64_t> dilations) : DecodeHeadImpl(options) {
+  torch::nn::Sequential image_pool;
+  image_pool->push_back(torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions(1)));
+  image_pool_conv_ = ConvModule(options.in_channels(), options.channels(), 1);
+  image_pool->push_back(image_pool_conv_);
+  register_module("image_pool", image_pool);
+  torch::nn::ModuleList aspp_modules;
+  for (int64_t d : dilations) {
+    ConvModule branch(options.in_channels(), options.channels(), d == 1 ? 1 : 3, d);
+    aspp_.push_back(branch);
+    aspp_modules->push_back(branch);
+  }
+  register_module("aspp_modules", aspp_modules);
+  bottleneck_ = register_module(
+      "bottleneck", ConvModule((static_cast<int64_t>(dilations.size()) + 1) * options.channels(),
+                               options.channels(), 3));
+}
+
+torch::Tensor ASPPHeadImpl::forward_feature(const torch::Tensor& x) {
+  auto pooled = image_pool_conv_(torch::adaptive_avg_pool2d(x, {1, 1}));
+  std::vector<torch::Tensor> outs{resize_bilinear(pooled, x.size(2), x.size(3))};
+  for (auto& branch : aspp_) outs.push_back(branch(x));
+  return bottleneck_(torch::cat(outs, 1));
+}
+
+FCNHeadImpl::FCNHeadImpl(const HeadOptions& options) : DecodeHeadImpl(options) {
+  torch::nn::Sequential convs;
+  conv_ = ConvModule(options.in_channels(), options.channels(), 3);
+  convs->push_back(conv_);
+  register_module("convs", convs);
+}
+
+torch::Tensor FCNHeadImpl::forward_feature(const torch::Tensor& x) { return conv_(x); }
+
+}  // namespace segkd::models
