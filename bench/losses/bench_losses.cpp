@@ -2,7 +2,10 @@
 // (teacher) feature shapes, for a Cityscapes crop scaled to this machine, and its ratio to the CE task loss
 // measured in the same run.
 //
-//   bench_losses [--scale S] [--batch N] [--iters K] [--threads T]
+//   bench_losses [--scale S] [--batch N] [--iters K] [--threads T] [--peer 0|1]
+//
+// With --peer 1 (default) it then runs the PyTorch peer (bench_losses_peer.py: the reference implementations of
+// tests/parity/losses under Debian's /usr/bin/python3) at the same shapes and prints both costs side by side.
 //
 // Default: 512×1024 crop scaled by 1/4 to 128×256, batch 2, output stride 8, 19 classes, 1 thread.
 // Feature shapes (N, C, H, W): layer1 at stride 4, layer2..4 and the PSP bottleneck ("head") at stride 8;
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,6 +34,7 @@ struct Args {
   int64_t batch = 2;
   int iters = 10;
   int threads = 1;
+  bool peer = true;
 };
 
 Args parse(int argc, char** argv) {
@@ -49,8 +54,10 @@ Args parse(int argc, char** argv) {
       a.iters = std::atoi(v);
     } else if (k == "--threads") {
       a.threads = std::atoi(v);
+    } else if (k == "--peer") {
+      a.peer = std::atoi(v) != 0;
     } else {
-      std::fprintf(stderr, "bench_losses: unknown option %s (known: --scale --batch --iters --threads)\n", k.c_str());
+      std::fprintf(stderr, "bench_losses: unknown option %s (known: --scale --batch --iters --threads --peer)\n", k.c_str());
       std::exit(2);
     }
   }
@@ -71,6 +78,29 @@ ModelOutput random_output(const Net& net, int64_t n, int64_t h, int64_t w, int64
     out.features[name] = student ? x.requires_grad_(true) : x;
   }
   if (student) out.logits.requires_grad_(true);
+  return out;
+}
+
+/// Runs the PyTorch peer script and returns its "PEER <name>\t<ms>" lines as name -> ms (empty on failure).
+std::map<std::string, double> run_peer(const Args& a) {
+  std::map<std::string, double> out;
+  std::string cmd = std::string("/usr/bin/python3 ") + SEGKD_LOSSES_PEER_SCRIPT + " --scale " + std::to_string(a.scale) +
+                    " --batch " + std::to_string(a.batch) + " --iters " + std::to_string(a.iters) + " --threads " +
+                    std::to_string(a.threads) + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char line[512];
+  while (std::fgets(line, sizeof line, pipe) != nullptr) {
+    std::string l(line);
+    auto tab = l.find('\t');
+    if (l.rfind("PEER ", 0) == 0 && tab != std::string::npos) {
+      out[l.substr(5, tab - 5)] = std::atof(l.c_str() + tab + 1);
+    } else {
+      std::fprintf(stderr, "peer: %s", l.c_str());
+    }
+  }
+  int status = pclose(pipe);
+  if (status != 0) std::fprintf(stderr, "bench_losses: the PyTorch peer exited with status %d\n", status);
   return out;
 }
 
@@ -177,16 +207,29 @@ int main(int argc, char** argv) {
     return median(ms);
   };
 
+  std::vector<std::pair<std::string, double>> results;
   double ce_ms = time_it([&](const ModelOutput& s) { return segmentation_ce(s.logits, label, ignore); });
-  std::printf("\n%-28s %10s %10s\n", "term", "ms/iter", "x CE");
-  std::printf("%-28s %10.3f %10.2f\n", "ce (task loss)", ce_ms, 1.0);
+  results.emplace_back("ce (task loss)", ce_ms);
   segkd::losses::Channels sc(student.channels.begin(), student.channels.end());
   segkd::losses::Channels tc(teacher.channels.begin(), teacher.channels.end());
   sc["logits"] = tc["logits"] = classes;
   for (const auto& [name, cfg] : cases) {
     auto term = make_term(cfg, 0, sc, tc, ignore);
-    double ms = time_it([&](const ModelOutput& s) { return term->forward(s, t_out, label); });
-    std::printf("%-28s %10.3f %10.2f\n", name.c_str(), ms, ms / ce_ms);
+    results.emplace_back(name, time_it([&](const ModelOutput& s) { return term->forward(s, t_out, label); }));
+  }
+  std::map<std::string, double> peer;
+  if (args.peer) peer = run_peer(args);
+
+  std::printf("\n%-26s %10s %8s %12s %10s\n", "term (forward+backward)", "segkd ms", "x CE", "PyTorch ms",
+              "segkd/PT");
+  for (const auto& [name, ms] : results) {
+    std::printf("%-26s %10.3f %8.2f", name.c_str(), ms, ms / ce_ms);
+    auto it = peer.find(name);
+    if (it != peer.end()) {
+      std::printf(" %12.3f %10.2f\n", it->second, ms / it->second);
+    } else {
+      std::printf(" %12s %10s\n", "-", "-");
+    }
   }
   return 0;
 }
