@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -38,13 +39,13 @@ constexpr const char* kSetPrefix = "--set ";
 std::string format_double(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+  // Shortest text that reads back to the same double, so the resolved TOML round-trips exactly; fixed notation
+  // unless scientific is clearly shorter ("600.0", "0.0005", but "1e-07", "1e+20").
   char buf[64];
-  // Shortest representation that reads back to the same double, so the resolved TOML round-trips exactly.
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  std::string s = buf;
+  auto general = std::to_chars(buf, buf + sizeof(buf), v);
+  std::string s(buf, general.ptr);
+  auto fixed = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed);
+  if (fixed.ec == std::errc() && static_cast<size_t>(fixed.ptr - buf) <= s.size() + 2) s.assign(buf, fixed.ptr);
   if (s.find_first_of(".e") == std::string::npos) s += ".0";  // TOML floats need a '.' or an exponent
   return s;
 }
@@ -113,12 +114,15 @@ std::string describe(const toml::node& n) {
     case toml::node_type::array: {
       const auto& a = *n.as_array();
       if (a.empty()) return "empty array";
-      std::string kinds;
+      std::vector<std::string> kinds;
       for (const auto& e : a) {
         std::string k = describe(e);
-        if (kinds.find(k) == std::string::npos) kinds += (kinds.empty() ? "" : "/") + k;
+        if (std::find(kinds.begin(), kinds.end(), k) == kinds.end()) kinds.push_back(k);
       }
-      return str_cat("array of ", a.size(), " ", kinds, a.size() == 1 ? "" : "s");
+      if (kinds.size() == 1) return str_cat("array of ", a.size(), " ", kinds[0], a.size() == 1 ? "" : "s");
+      std::string list;
+      for (const auto& k : kinds) list += (list.empty() ? "" : ", ") + k;
+      return str_cat("array of ", a.size(), " mixed values (", list, ")");
     }
     case toml::node_type::date: return "date";
     case toml::node_type::time: return "time";
@@ -581,7 +585,14 @@ void apply_override(toml::table& root, const std::string& item) {
   for (size_t i = 0; i + 1 < tokens.size(); ++i) {
     const std::string& t = tokens[i];
     if (auto* tbl = cur->as_table()) {
-      if (tbl->get(t) == nullptr) tbl->insert(t, toml::table{});
+      const toml::node* child = tbl->get(t);
+      if (child == nullptr && is_index(tokens[i + 1])) {  // "distill.0.tau" with no [[distill]] at all
+        throw ConfigError(str_cat(origin, ": index ", tokens[i + 1], " out of range: ", t, " has 0 entries"));
+      }
+      // A missing table is created (`--set teacher.arch=...` configures a teacher); "none" is replaced.
+      if (child == nullptr || (child->is_string() && child->as_string()->get() == "none")) {
+        tbl->insert_or_assign(t, toml::table{});
+      }
       cur = tbl->get(t);
     } else if (auto* arr = cur->as_array()) {
       size_t idx = std::stoul(t);

@@ -270,6 +270,10 @@ TEST(Config, OverridesAreTypedAndAddressArrayItems) {
   EXPECT_FALSE(no_teacher.teacher.has_value());
   EXPECT_TRUE(no_teacher.distill.empty());
 
+  Config revived = load_config_from_string("teacher = \"none\"\n", "x.toml", {"teacher.fold_bn=false"});
+  ASSERT_TRUE(revived.teacher.has_value());
+  EXPECT_FALSE(revived.teacher->fold_bn);
+
   Config new_table = load_config_from_string("", "x.toml", {"teacher.backbone=resnet101_v1c"});
   ASSERT_TRUE(new_table.teacher.has_value());
   EXPECT_EQ(new_table.teacher->backbone, "resnet101_v1c");
@@ -287,6 +291,11 @@ TEST(Config, OverrideErrors) {
                          "wrong type for schedule.iterations: expected integer, got float");
   SEGKD_EXPECT_THROW_MSG(load_config_from_string(kDesignExample, "x.toml", {"distill.3.tau=2"}),
                          "--set distill.3.tau=2: index 3 out of range: distill has 1 entries");
+  SEGKD_EXPECT_THROW_MSG(load_config_from_string("", "x.toml", {"distill.0.tau=2"}),
+                         "--set distill.0.tau=2: index 0 out of range: distill has 0 entries");
+  SEGKD_EXPECT_THROW_MSG(load_config_from_string("", "x.toml", {"data.crop=[256, \"a\"]"}),
+                         "wrong type for data.crop: expected array of 2 integers, got array of 2 mixed values "
+                         "(integer, string)");
   SEGKD_EXPECT_THROW_MSG(load_config_from_string(kDesignExample, "x.toml", {"optimizer.lr"}),
                          "--set optimizer.lr: expected KEY=VALUE");
   // Range checks apply to overridden values and say where the value came from.
@@ -368,6 +377,9 @@ TEST(Config, ResolvedTomlRoundTrips) {
   ASSERT_TRUE(again.teacher.has_value());
   // Defaults appear explicitly; sections in the fixed order.
   EXPECT_NE(cfg.resolved_toml.find("warmup_ratio = 0.1\n"), std::string::npos);
+  EXPECT_NE(cfg.resolved_toml.find("timeout_s = 600.0\n"), std::string::npos) << cfg.resolved_toml;
+  EXPECT_NE(cfg.resolved_toml.find("weight_decay = 0.0005\n"), std::string::npos);
+  EXPECT_NE(cfg.resolved_toml.find("lr = 1e-07\n"), std::string::npos);
   EXPECT_LT(cfg.resolved_toml.find("[run]"), cfg.resolved_toml.find("[data]"));
   EXPECT_LT(cfg.resolved_toml.find("[teacher]"), cfg.resolved_toml.find("[[distill]]"));
   EXPECT_LT(cfg.resolved_toml.find("[[distill]]"), cfg.resolved_toml.find("[log]"));
