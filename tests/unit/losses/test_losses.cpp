@@ -269,6 +269,29 @@ TEST_F(LossesTest, EveryTermPassesADoublePrecisionGradientCheck) {
   }
 }
 
+TEST_F(LossesTest, ProjectedTermsPassADoublePrecisionGradientCheckThroughBatchNorm) {
+  // layer3: 4 student channels -> 6 teacher channels, so both terms project (1x1 conv + Norm2d in training mode).
+  for (const std::string type : {"feature", "cwd"}) {
+    SCOPED_TRACE(type);
+    auto c = cfg_of(type);
+    c.on = "feature";
+    c.student = {"layer3"};
+    c.teacher = {"layer3"};
+    c.projector = "conv1x1_bn";
+    auto term = make_term(c, 0, student_channels(), teacher_channels(), kIgnore);
+    term->to(torch::kDouble);
+    ASSERT_EQ(term->parameters().size(), 3u);
+    auto t = torch::randn({2, 6, 3, 4}, torch::kDouble);
+    auto f = [&](const torch::Tensor& s) {
+      ModelOutput so, to;
+      so.features["layer3"] = s;
+      to.features["layer3"] = t;
+      return term->forward(so, to, {});
+    };
+    EXPECT_TRUE(gradcheck(f, torch::randn({2, 4, 3, 4}, torch::kDouble)));
+  }
+}
+
 TEST_F(LossesTest, SegmentationCePassesADoublePrecisionGradientCheck) {
   auto label = random_label(2, 5, 7, 3);
   auto w = torch::tensor({1.0, 0.3, 2.0}, torch::kDouble);
