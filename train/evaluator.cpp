@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "common/error.h"
 #include "data/sampler.h"
 #include "train/progress.h"
 
