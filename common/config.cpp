@@ -606,6 +606,15 @@ void apply_override(toml::table& root, const std::string& item) {
     }
     walked += (walked.empty() ? "" : ".") + t;
   }
+  if (auto* arr = cur->as_array(); arr != nullptr && is_index(tokens.back())) {  // "distill[0]={type=...}"
+    size_t idx = std::stoul(tokens.back());
+    if (idx >= arr->size()) {
+      throw ConfigError(str_cat(origin, ": index ", idx, " out of range: ", walked, " has ", arr->size(),
+                                " entries"));
+    }
+    arr->replace(arr->cbegin() + static_cast<std::ptrdiff_t>(idx), std::move(value));
+    return;
+  }
   auto* tbl = cur->as_table();
   if (tbl == nullptr) throw ConfigError(origin + ": " + walked + " is not a table");
   tbl->insert_or_assign(tokens.back(), std::move(value));

@@ -266,6 +266,12 @@ TEST(Config, OverridesAreTypedAndAddressArrayItems) {
   Config plain = load_config_from_string(kDesignExample, "x.toml");
   EXPECT_NE(plain.hash, cfg.hash);
 
+  Config replaced = load_config_from_string(kDesignExample, "x.toml", {"distill.0.weight=0.5", "distill[0]={type=\"cwd\", tau=4}"});
+  ASSERT_EQ(replaced.distill.size(), 1u);
+  EXPECT_EQ(replaced.distill[0].type, "cwd");
+  EXPECT_DOUBLE_EQ(replaced.distill[0].tau, 4.0);
+  EXPECT_DOUBLE_EQ(replaced.distill[0].weight, 1.0);  // the whole item was replaced: 0.5 is gone
+
   Config no_teacher = load_config_from_string(kDesignExample, "x.toml", {"teacher=none", "distill=[]"});
   EXPECT_FALSE(no_teacher.teacher.has_value());
   EXPECT_TRUE(no_teacher.distill.empty());
