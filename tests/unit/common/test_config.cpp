@@ -1,6 +1,7 @@
 // Config loading: inheritance, cycles, overrides, every validation error, round-trip and hashing.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <regex>
 #include <string>
 #include <vector>
@@ -400,6 +401,34 @@ TEST(Config, HashFollowsValuesNotFormatting) {
   EXPECT_EQ(a.resolved_toml, b.resolved_toml);
   EXPECT_EQ(a.hash, b.hash);
   EXPECT_NE(a.hash, c.hash);
+}
+
+TEST(Config, ResolvedFileInRunDirectoryReloadsToTheSameHash) {
+  TempDir dir;
+  Config cfg = load_config_from_string(kDesignExample, "x.toml", {"optimizer.lr=0.03"});
+  write_text(dir.file("run/config.toml"), cfg.resolved_toml);
+  Config again = load_config(dir.file("run/config.toml"));
+  EXPECT_EQ(again.hash, cfg.hash);
+  EXPECT_DOUBLE_EQ(again.optimizer.lr, 0.03);
+}
+
+TEST(Config, EveryShippedConfigLoads) {
+  namespace fs = std::filesystem;
+  fs::path root = fs::path(segkd::testing::source_dir()) / "configs";
+  if (!fs::is_directory(root)) GTEST_SKIP() << "no configs/ under SEGKD_SOURCE_DIR";
+  size_t loaded = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.path().extension() != ".toml") continue;
+    SCOPED_TRACE(entry.path().string());
+    try {
+      Config cfg = load_config(entry.path().string());
+      EXPECT_EQ(load_config_from_string(cfg.resolved_toml, "resolved.toml").hash, cfg.hash);
+      ++loaded;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+  }
+  EXPECT_GT(loaded, 0u);
 }
 
 TEST(ParseDuration, AcceptsUnitsAndPlainSeconds) {
