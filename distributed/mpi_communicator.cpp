@@ -6,7 +6,9 @@
 // collectives too. Asynchronous all-reduces (the gradient buckets started from backward hooks) are MPI_Iallreduce
 // polled by that thread: slowly (a short condition-variable wait between MPI_Test calls) while nobody waits, so it
 // leaves the CPU to backward, and back to back once a caller waits on one. Blocking collectives run as the
-// blocking MPI call in the progress thread, which lets Open MPI pick its tuned algorithm (raw MPI bandwidth).
+// blocking MPI call (Open MPI's tuned algorithm, raw MPI bandwidth): on the caller's thread when nothing else is
+// queued — the progress thread then only watches the deadline, so no thread hand-off adds latency — otherwise
+// queued behind the asynchronous ones on the progress thread.
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -181,9 +183,7 @@ class MpiCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
 
-  void all_reduce(torch::Tensor& t, ReduceOp op) override {
-    MpiWork(enqueue(make_reduce(t, op, ""), /*blocking=*/true), this).wait();
-  }
+  void all_reduce(torch::Tensor& t, ReduceOp op) override { run_blocking(make_reduce(t, op, "")); }
 
   std::shared_ptr<Work> all_reduce_async(torch::Tensor& t, ReduceOp op, const std::string& tag) override {
     return std::make_shared<MpiWork>(enqueue(make_reduce(t, op, tag), /*blocking=*/false), this);
@@ -200,7 +200,7 @@ class MpiCommunicator : public Communicator {
     o->target = t;
     o->buf = (t.is_cpu() && t.is_contiguous()) ? t : t.to(torch::kCPU).contiguous();
     checked_count(o->buf, "broadcast");
-    MpiWork(enqueue(o, true), this).wait();
+    run_blocking(o);
   }
 
   std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override {
@@ -212,7 +212,7 @@ class MpiCommunicator : public Communicator {
     o->buf = t.to(torch::kCPU).contiguous();
     checked_count(o->buf, "all_gather");
     o->out = torch::empty({size_, t.numel()}, o->buf.options());
-    MpiWork(enqueue(o, true), this).wait();
+    run_blocking(o);
     std::vector<torch::Tensor> result;
     result.reserve(size_);
     for (int r = 0; r < size_; ++r) result.push_back(o->out[r].view(t.sizes()).to(t.device()));
@@ -222,7 +222,7 @@ class MpiCommunicator : public Communicator {
   void barrier() override {
     auto o = std::make_shared<Op>();
     o->kind = Kind::kBarrier;
-    MpiWork(enqueue(o, true), this).wait();
+    run_blocking(o);
   }
 
   std::shared_ptr<Communicator> duplicate() override {
@@ -274,6 +274,36 @@ class MpiCommunicator : public Communicator {
     return o;
   }
 
+  /// A blocking collective: run directly on this thread when the progress thread is idle (it then watches the
+  /// deadline), else queued behind the pending asynchronous collectives.
+  void run_blocking(const std::shared_ptr<Op>& o) {
+    o->blocking = true;
+    o->issued = Clock::now();
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (!(queue_.empty() && active_count_ == 0 && direct_ == nullptr)) {
+        lock.unlock();
+        MpiWork(enqueue(o, true), this).wait();
+        return;
+      }
+      direct_ = o.get();
+    }
+    cv_.notify_all();
+    std::exception_ptr error;
+    try {
+      start(*o);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    complete(*o, error);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      direct_ = nullptr;
+    }
+    cv_.notify_all();
+    if (o->error) std::rethrow_exception(o->error);
+  }
+
   std::shared_ptr<Op> enqueue(std::shared_ptr<Op> o, bool blocking) {
     o->blocking = blocking;
     o->issued = Clock::now();
@@ -288,7 +318,7 @@ class MpiCommunicator : public Communicator {
 
   void wait_idle() {
     std::unique_lock<std::mutex> lock(mutex_);
-    idle_cv_.wait(lock, [this] { return queue_.empty() && active_count_ == 0; });
+    idle_cv_.wait(lock, [this] { return queue_.empty() && active_count_ == 0 && direct_ == nullptr; });
   }
 
   // ---- progress thread ----
@@ -347,7 +377,18 @@ class MpiCommunicator : public Communicator {
         if (active.empty()) {
           active_count_ = 0;
           idle_cv_.notify_all();
-          cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+          for (;;) {
+            if (direct_ != nullptr) {
+              // A caller runs a blocking collective itself: be its watchdog, start nothing meanwhile.
+              const Op* op = direct_;
+              auto deadline = op->issued + std::chrono::duration_cast<Clock::duration>(
+                                               std::chrono::duration<double>(timeout_s()));
+              if (!cv_.wait_until(lock, deadline, [this, op] { return direct_ != op; })) watchdog(*op);
+              continue;
+            }
+            cv_.wait(lock, [this] { return stop_ || !queue_.empty() || direct_ != nullptr; });
+            if (direct_ == nullptr) break;
+          }
           if (stop_ && queue_.empty()) return;
         } else if (waiters_ == 0 && queue_.empty()) {
           // Nobody is blocked on these: poll gently so backward keeps the CPU.
@@ -418,6 +459,7 @@ class MpiCommunicator : public Communicator {
   std::condition_variable cv_, idle_cv_;
   std::deque<std::shared_ptr<Op>> queue_;
   size_t active_count_ = 0;
+  const Op* direct_ = nullptr;  // blocking collective running on a caller's thread
   int waiters_ = 0;
   bool stop_ = false;
   std::exception_ptr failed_;
