@@ -10,13 +10,33 @@ namespace {
 thread_local MacCounter* t_counter = nullptr;
 }
 
-MacCounter::MacCounter() : previous_(t_counter) { t_counter = this; }
+MacCounter::MacCounter(bool dry_run) : dry_run_(dry_run), previous_(t_counter) { t_counter = this; }
 MacCounter::~MacCounter() { t_counter = previous_; }
 MacCounter* MacCounter::current() { return t_counter; }
 
+namespace {
+
+/// Output size of a convolution along one dimension.
+int64_t conv_out(int64_t n, int64_t k, int64_t stride, int64_t pad, int64_t dilation) {
+  return (n + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+}
+
+}  // namespace
+
 torch::Tensor run_conv(torch::nn::Conv2d& conv, const torch::Tensor& x) {
-  auto y = conv->forward(x);
-  if (auto* counter = MacCounter::current()) {
+  auto* counter = MacCounter::current();
+  torch::Tensor y;
+  if (counter && counter->dry_run()) {
+    const auto& o = conv->options;
+    const auto& pad = c10::get<torch::ExpandingArray<2>>(o.padding());
+    y = torch::zeros({x.size(0), o.out_channels(),
+                      conv_out(x.size(2), (*o.kernel_size())[0], (*o.stride())[0], (*pad)[0], (*o.dilation())[0]),
+                      conv_out(x.size(3), (*o.kernel_size())[1], (*o.stride())[1], (*pad)[1], (*o.dilation())[1])},
+                     x.options());
+  } else {
+    y = conv->forward(x);
+  }
+  if (counter) {
     const auto& w = conv->weight;  // (out, in/groups, kh, kw)
     counter->add(static_cast<double>(y.numel()) * static_cast<double>(w.size(1) * w.size(2) * w.size(3)));
   }

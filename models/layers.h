@@ -14,7 +14,8 @@ namespace segkd::models {
 /// Accumulates the multiply-accumulates of every convolution run on this thread while it is alive.
 class MacCounter {
  public:
-  MacCounter();
+  /// dry_run: convolutions return zeros of the right shape instead of computing (shapes and counts only).
+  explicit MacCounter(bool dry_run = false);
   ~MacCounter();
   MacCounter(const MacCounter&) = delete;
   MacCounter& operator=(const MacCounter&) = delete;
@@ -23,9 +24,11 @@ class MacCounter {
   /// The counter active on this thread, or nullptr.
   static MacCounter* current();
   void add(double macs) { macs_ += macs; }
+  bool dry_run() const { return dry_run_; }
 
  private:
   double macs_ = 0;
+  bool dry_run_;
   MacCounter* previous_;
 };
 

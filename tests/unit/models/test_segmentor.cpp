@@ -301,10 +301,30 @@ TEST_F(ModelsTest, FlopsScaleWithPixels) {
   const double small = flops_per_image(model, 64, 128);
   const double large = flops_per_image(model, 128, 256);
   EXPECT_TRUE(model->is_training());  // restored
+  Segmentor eff(config("pspnet", "efficientnet_b0"), 19);
+  eff->eval();
+  double eff_macs = 0;
+  {
+    torch::NoGradGuard no_grad;
+    MacCounter eff_real;
+    eff->forward(torch::randn({1, 3, 65, 97}));
+    eff_macs = eff_real.macs();
+  }
+  EXPECT_DOUBLE_EQ(flops_per_image(eff, 65, 97), 2.0 * eff_macs);
   // Convolutions over feature maps scale with the pixel count; only the pyramid-pooling 1x1 convs do not.
   EXPECT_GT(large / small, 3.9);
   EXPECT_LT(large / small, 4.0 + 1e-9);
   EXPECT_DOUBLE_EQ(flops_per_image(model, 64, 128), small);  // counters do not leak between calls
+  // The dry run (zeros of the right shape) counts exactly what a real forward computes.
+  model->eval();
+  double real_macs = 0;
+  {
+    torch::NoGradGuard no_grad;
+    MacCounter real;
+    model->forward(torch::randn({1, 3, 64, 128}));
+    real_macs = real.macs();
+  }
+  EXPECT_DOUBLE_EQ(small, 2.0 * real_macs);
   // The stem's first conv alone: 32 output channels x 27 MACs at 32x64 positions, x2.
   EXPECT_GT(small, 2.0 * 32 * 27 * 32 * 64);
 }
