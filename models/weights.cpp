@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <sstream>
 #include <unistd.h>
 
@@ -87,8 +89,14 @@ torch::Dtype storage_dtype(const std::string& name, const std::string& where) {
 
 class Unpickler {
  public:
-  Unpickler(const std::string& data, caffe2::serialize::PyTorchStreamReader& reader, std::string path)
-      : data_(data), reader_(reader), path_(std::move(path)) {}
+  /// Creates the storage for a persistent id ('storage', type, key, location, numel[, view]).
+  using StorageLoader = std::function<torch::Tensor(const std::string& key, torch::Dtype dtype, int64_t numel)>;
+
+  Unpickler(const std::string& data, size_t start, StorageLoader loader, std::string path)
+      : data_(data), loader_(std::move(loader)), path_(std::move(path)), pos_(start) {}
+
+  /// Where the next pickle in `data` starts (after run()).
+  size_t position() const { return pos_; }
 
   Obj run() {
     while (true) {
@@ -130,8 +138,8 @@ class Unpickler {
         case 'J': push(make_int(static_cast<int32_t>(u32()))); break;
         case 'K': push(make_int(u8())); break;
         case 'M': { int64_t lo = u8(); int64_t hi = u8(); push(make_int(lo | (hi << 8))); break; }
-        case 0x8a: push(make_int(read_long(u8()))); break;
-        case 0x8b: push(make_int(read_long(u32()))); break;
+        case 0x8a: push(read_long(u8())); break;
+        case 0x8b: push(read_long(u32())); break;
         case 'G': {
           auto bytes = read(8);
           uint64_t bits = 0;
@@ -209,12 +217,15 @@ class Unpickler {
   }
   uint32_t u32() { return static_cast<uint32_t>(read_le(4)); }
   uint64_t u64() { return read_le(8); }
-  int64_t read_long(uint64_t n) {
-    if (n > 8) fail(str_cat("integer of ", n, " bytes does not fit 64 bits"));
-    if (n == 0) return 0;
+  Obj read_long(uint64_t n) {
+    if (n > 8) {  // e.g. the legacy format's magic number: kept as an opaque big integer
+      read(n);
+      return make_str(PyObj::kOpaque, "int");
+    }
+    if (n == 0) return make_int(0);
     uint64_t v = read_le(n);
     if (n < 8 && (v >> (8 * n - 1)) & 1) v |= ~uint64_t{0} << (8 * n);  // sign-extend
-    return static_cast<int64_t>(v);
+    return make_int(static_cast<int64_t>(v));
   }
   std::string read_line() {
     auto end = data_.find('\n', pos_);
@@ -258,27 +269,16 @@ class Unpickler {
   }
 
   Obj persistent_load(const Obj& pid) {
-    // ('storage', <torch.XStorage>, key, location, numel)
+    // ('storage', <torch.XStorage>, key, location, numel[, view_metadata])
     if (pid->kind != PyObj::kTuple || pid->items.size() < 5 || pid->items[0]->s != "storage") {
       fail("unknown persistent id (not a tensor storage)");
     }
-    const std::string key = pid->items[2]->s;
+    if (pid->items.size() > 5 && pid->items[5]->kind != PyObj::kNone) fail("storage views are not supported");
+    const std::string key = pid->items[2]->kind == PyObj::kInt ? std::to_string(pid->items[2]->i) : pid->items[2]->s;
     auto cached = storages_.find(key);
     if (cached != storages_.end()) return cached->second;
-    const auto dtype = storage_dtype(pid->items[1]->s, path_);
-    const int64_t numel = pid->items[4]->i;
-    const std::string record = "data/" + key;
-    if (!reader_.hasRecord(record)) fail(str_cat("storage record ", record, " is missing from the archive"));
-    at::DataPtr ptr;
-    size_t size = 0;
-    std::tie(ptr, size) = reader_.getRecord(record);
-    const size_t expected = static_cast<size_t>(numel) * c10::elementSize(dtype);
-    if (size < expected) {
-      fail(str_cat("storage ", record, " holds ", size, " bytes, expected ", expected, " (truncated file?)"));
-    }
     auto o = make(PyObj::kStorage);
-    o->tensor = numel == 0 ? torch::empty({0}, dtype)
-                           : torch::from_blob(ptr.get(), {numel}, torch::TensorOptions().dtype(dtype)).clone();
+    o->tensor = loader_(key, storage_dtype(pid->items[1]->s, path_), pid->items[4]->i);
     storages_[key] = o;
     return o;
   }
@@ -294,9 +294,9 @@ class Unpickler {
     if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
       if (args->items.size() < 4 || args->items[0]->kind != PyObj::kStorage) fail("malformed tensor record");
       auto o = make(PyObj::kTensor);
-      o->tensor = args->items[0]->tensor
-                      .as_strided(int_list(args->items[2]), int_list(args->items[3]), args->items[1]->i)
-                      .clone();
+      // A view of the storage: the legacy format fills storages after the pickle; read_pth clones at the end.
+      o->tensor = args->items[0]->tensor.as_strided(int_list(args->items[2]), int_list(args->items[3]),
+                                                    args->items[1]->i);
       return o;
     }
     if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state" ||
@@ -317,9 +317,9 @@ class Unpickler {
   }
 
   const std::string& data_;
-  caffe2::serialize::PyTorchStreamReader& reader_;
+  StorageLoader loader_;
   std::string path_;
-  size_t pos_ = 0;
+  size_t pos_;
   std::vector<Obj> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, Obj> memo_;
@@ -346,24 +346,10 @@ std::string describe_list(const std::string& what, const std::vector<std::string
 
 }  // namespace
 
-StateDict read_pth(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw InputError(str_cat(path, ": cannot open weight file"));
-  char magic[4] = {0, 0, 0, 0};
-  file.read(magic, 4);
-  const auto got = file.gcount();
-  file.close();
-  if (got == 0) throw InputError(str_cat(path, ": empty file, not a torch.save archive"));
-  if (got < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0) {
-    if (static_cast<uint8_t>(magic[0]) == 0x80) {
-      throw InputError(str_cat(path, ": legacy (pre-1.6, non-zip) torch.save format; re-save it with "
-                                     "torch.save(obj, f, _use_new_zipfile_serialization=True)"));
-    }
-    throw InputError(str_cat(path, ": not a zip archive, so not a torch.save file (first bytes 0x", std::hex,
-                             static_cast<int>(static_cast<uint8_t>(magic[0])), " 0x",
-                             static_cast<int>(static_cast<uint8_t>(magic[1])), ")"));
-  }
+namespace {
 
+/// Parses the zip format (PyTorch >= 1.6): data.pkl plus one record per storage, data/<key>.
+Obj load_zip(const std::string& path) {
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   std::string pickle;
   try {
@@ -382,14 +368,99 @@ StateDict read_pth(const std::string& path) {
     throw InputError(str_cat(path, ": unreadable zip archive (truncated or damaged file?): ",
                              first_line(e.what_without_backtrace())));
   }
-
-  Obj root;
+  auto loader = [&](const std::string& key, torch::Dtype dtype, int64_t numel) {
+    const std::string record = "data/" + key;
+    if (!reader->hasRecord(record)) {
+      throw InputError(str_cat(path, ": storage record ", record, " is missing from the archive"));
+    }
+    at::DataPtr ptr;
+    size_t size = 0;
+    std::tie(ptr, size) = reader->getRecord(record);
+    const size_t expected = static_cast<size_t>(numel) * c10::elementSize(dtype);
+    if (size < expected) {
+      throw InputError(str_cat(path, ": storage ", record, " holds ", size, " bytes, expected ", expected,
+                               " (truncated file?)"));
+    }
+    if (numel == 0) return torch::empty({0}, dtype);
+    return torch::from_blob(ptr.get(), {numel}, torch::TensorOptions().dtype(dtype)).clone();
+  };
   try {
-    root = Unpickler(pickle, *reader, path).run();
+    return Unpickler(pickle, 0, loader, path).run();
   } catch (const c10::Error& e) {
     throw InputError(str_cat(path, ": unreadable tensor data (truncated or damaged file?): ",
                              first_line(e.what_without_backtrace())));
   }
+}
+
+/// Parses the legacy format (torch.save before 1.6, or _use_new_zipfile_serialization=False): pickles of the
+/// magic number, protocol version and system info, the object, the list of storage keys, then each storage as
+/// int64 element count + raw little-endian data, in that order.
+Obj load_legacy(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  std::map<std::string, torch::Tensor> storages;
+  auto loader = [&](const std::string& key, torch::Dtype dtype, int64_t numel) {
+    auto t = torch::empty({numel}, dtype);
+    storages[key] = t;
+    return t;
+  };
+  size_t pos = 0;
+  for (int header = 0; header < 3; ++header) {  // magic number, protocol version, sys_info
+    Unpickler p(data, pos, loader, path);
+    p.run();
+    pos = p.position();
+  }
+  Unpickler main_pickle(data, pos, loader, path);
+  Obj root = main_pickle.run();
+  Unpickler keys_pickle(data, main_pickle.position(), loader, path);
+  Obj keys = keys_pickle.run();
+  pos = keys_pickle.position();
+  if (keys->kind != PyObj::kList) throw InputError(str_cat(path, ": legacy torch.save file without storage list"));
+  for (const auto& key_obj : keys->items) {
+    auto it = storages.find(key_obj->s);
+    if (it == storages.end()) throw InputError(str_cat(path, ": storage ", key_obj->s, " listed but never used"));
+    auto& tensor = it->second;
+    if (data.size() - pos < 8) throw InputError(str_cat(path, ": file ends inside storage ", key_obj->s, " (truncated?)"));
+    int64_t numel = 0;
+    std::memcpy(&numel, data.data() + pos, 8);
+    pos += 8;
+    const size_t bytes = static_cast<size_t>(tensor.numel()) * tensor.element_size();
+    if (numel != tensor.numel() || data.size() - pos < bytes) {
+      throw InputError(str_cat(path, ": storage ", key_obj->s, " is truncated or has ", numel, " elements, expected ",
+                               tensor.numel()));
+    }
+    std::memcpy(tensor.data_ptr(), data.data() + pos, bytes);
+    pos += bytes;
+  }
+  return root;
+}
+
+}  // namespace
+
+StateDict read_pth(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw InputError(str_cat(path, ": cannot open weight file"));
+  char magic[4] = {0, 0, 0, 0};
+  file.read(magic, 4);
+  const auto got = file.gcount();
+  file.close();
+  if (got == 0) throw InputError(str_cat(path, ": empty file, not a torch.save archive"));
+  Obj root;
+  if (got == 4 && std::memcmp(magic, "PK\x03\x04", 4) == 0) {
+    root = load_zip(path);
+  } else if (static_cast<uint8_t>(magic[0]) == 0x80) {
+    try {
+      root = load_legacy(path);
+    } catch (const InputError& e) {
+      throw InputError(str_cat(e.what(), " [legacy (pre-1.6, non-zip) torch.save format; re-saving it with "
+                                         "torch.save(obj, f) in a current PyTorch may help]"));
+    }
+  } else {
+    throw InputError(str_cat(path, ": not a zip archive, so not a torch.save file (first bytes 0x", std::hex,
+                             static_cast<int>(static_cast<uint8_t>(magic[0])), " 0x",
+                             static_cast<int>(static_cast<uint8_t>(magic[1])), ")"));
+  }
+
   if (root->kind != PyObj::kDict) {
     std::string found = kind_name(root->kind);
     if (root->kind == PyObj::kOpaque || root->kind == PyObj::kGlobal) found += " of type " + root->s;
@@ -409,7 +480,7 @@ StateDict read_pth(const std::string& path) {
   std::vector<std::string> keys;
   for (const auto& [key, value] : dict->dict) {
     if (key->kind == PyObj::kStr) keys.push_back(key->s);
-    if (key->kind == PyObj::kStr && value->kind == PyObj::kTensor) state[key->s] = value->tensor;
+    if (key->kind == PyObj::kStr && value->kind == PyObj::kTensor) state[key->s] = value->tensor.clone();
   }
   if (state.empty()) {
     throw InputError(str_cat(path, ": dict holds no tensors and no \"state_dict\" entry (", describe_list("keys", keys),

@@ -4,7 +4,8 @@ For each case (PSPNet-R18, PSPNet-R50, DeepLabV3-R18, all output stride 8, 5 cla
   <case>.pth     torch.save(model.state_dict()) of random weights (an OrderedDict, BN statistics random too)
   <case>_io.pth  {"input", "logits", "aux_logits"}: eval-mode outputs at head resolution on a 2x3x33x45 input
 and psp_r18_mmseg.pth: {"meta": {...}, "state_dict": ..., "optimizer": ...} as mmseg checkpoints are, with
-Python objects in meta that a C++ reader cannot build (numpy arrays, datetime, a set, a user class).
+Python objects in meta that a C++ reader cannot build (numpy arrays, datetime, a set, a user class);
+psp_r18_legacy.pth and psp_r18_mmseg_legacy.pth: the same in the pre-1.6 (non-zip) torch.save format.
 
 Usage: /usr/bin/python3 gen_reference.py OUTDIR
 """
@@ -60,8 +61,12 @@ def main(outdir):
                 "iter": 80000,
             }
             optimizer = {"state": {}, "param_groups": [{"lr": 1e-4, "momentum": 0.9, "params": [0, 1, 2]}]}
-            torch.save({"meta": meta, "state_dict": state, "optimizer": optimizer},
-                       os.path.join(outdir, "psp_r18_mmseg.pth"))
+            checkpoint = {"meta": meta, "state_dict": state, "optimizer": optimizer}
+            torch.save(checkpoint, os.path.join(outdir, "psp_r18_mmseg.pth"))
+            # The format of torch.save before PyTorch 1.6 (older model-zoo and ImageNet files use it).
+            torch.save(state, os.path.join(outdir, "psp_r18_legacy.pth"), _use_new_zipfile_serialization=False)
+            torch.save(checkpoint, os.path.join(outdir, "psp_r18_mmseg_legacy.pth"),
+                       _use_new_zipfile_serialization=False)
     print("wrote", ", ".join(CASES), "to", outdir)
 
 

@@ -4,6 +4,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
+#include <iterator>
+
+#include "common/error.h"
+
 #include "models/segmentor.h"
 #include "models/weights.h"
 #include "tests/testing/testing.h"
@@ -89,13 +94,32 @@ TEST_F(ParityTest, PspNetR50) { check_case("psp_r50", "pspnet", "resnet50_v1c", 
 TEST_F(ParityTest, DeepLabV3R18) { check_case("dlv3_r18", "deeplabv3", "resnet18_v1c", /*fold=*/false); }
 TEST_F(ParityTest, FoldedTeacherPspNetR50) { check_case("psp_r50", "pspnet", "resnet50_v1c", /*fold=*/true); }
 
+TEST_F(ParityTest, TruncatedLegacyFileIsReported) {
+  std::ifstream in(file("psp_r18_legacy.pth"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  segkd::testing::write_text(file("cut_legacy.pth"), bytes.substr(0, bytes.size() / 2));
+  try {
+    read_pth(file("cut_legacy.pth"));
+    ADD_FAILURE() << "expected InputError";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("cut_legacy.pth: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("legacy (pre-1.6, non-zip)"), std::string::npos) << msg;
+  }
+}
+
 TEST_F(ParityTest, MmsegCheckpointWithMetaLoads) {
   const auto plain = read_pth(file("psp_r18.pth"));
-  const auto mmseg = read_pth(file("psp_r18_mmseg.pth"));
-  ASSERT_EQ(mmseg.size(), plain.size());
-  for (const auto& [key, tensor] : plain) {
-    ASSERT_TRUE(mmseg.count(key)) << key;
-    EXPECT_TRUE(torch::equal(mmseg.at(key), tensor)) << key;
+  for (const auto& name : {"psp_r18_mmseg.pth", "psp_r18_legacy.pth", "psp_r18_mmseg_legacy.pth"}) {
+    SCOPED_TRACE(name);
+    const auto other = read_pth(file(name));
+    ASSERT_EQ(other.size(), plain.size());
+    for (const auto& [key, tensor] : plain) {
+      ASSERT_TRUE(other.count(key)) << key;
+      EXPECT_EQ(other.at(key).dtype(), tensor.dtype()) << key;
+      EXPECT_TRUE(torch::equal(other.at(key), tensor)) << key;
+    }
   }
   auto cfg = config("pspnet", "resnet18_v1c");
   cfg.weights = file("psp_r18_mmseg.pth");
