@@ -197,7 +197,7 @@ class Unpickler {
     throw InputError(str_cat(path_, ": cannot parse data.pkl: ", what));
   }
   void need(size_t n) const {
-    if (stack_.size() < n + (marks_.empty() ? 0 : 0)) fail(str_cat("stack underflow at offset ", pos_));
+    if (stack_.size() < n) fail(str_cat("stack underflow at offset ", pos_));
   }
   uint8_t u8() {
     if (pos_ >= data_.size()) fail("unexpected end of data.pkl (truncated file?)");
