@@ -55,6 +55,8 @@ std::vector<std::string> Communicator::all_gather_string(const std::string& s) {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+/// How often an idle progress thread checks the deadline of a blocking collective run by a caller.
+constexpr std::chrono::milliseconds kWatchdogTick{100};
 
 /// MPI datatype for a torch dtype; `for_reduce` false allows raw-bit types (half as 16-bit words).
 MPI_Datatype mpi_type(torch::ScalarType t, bool for_reduce, bool* needs_float_staging) {
@@ -288,7 +290,6 @@ class MpiCommunicator : public Communicator {
       }
       direct_ = o.get();
     }
-    cv_.notify_all();
     std::exception_ptr error;
     try {
       start(*o);
@@ -296,11 +297,14 @@ class MpiCommunicator : public Communicator {
       error = std::current_exception();
     }
     complete(*o, error);
+    bool queued;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       direct_ = nullptr;
+      queued = !queue_.empty();
     }
-    cv_.notify_all();
+    if (queued) cv_.notify_all();
+    idle_cv_.notify_all();
     if (o->error) std::rethrow_exception(o->error);
   }
 
@@ -377,17 +381,19 @@ class MpiCommunicator : public Communicator {
         if (active.empty()) {
           active_count_ = 0;
           idle_cv_.notify_all();
+          // Idle. A caller may be running a blocking collective itself (direct_): it is not woken for that (a
+          // wake-up per collective costs a context switch on a busy node), it checks the deadline every tick.
           for (;;) {
+            if (direct_ == nullptr && (stop_ || !queue_.empty())) break;
+            auto tick = std::chrono::duration_cast<Clock::duration>(kWatchdogTick);
             if (direct_ != nullptr) {
-              // A caller runs a blocking collective itself: be its watchdog, start nothing meanwhile.
-              const Op* op = direct_;
-              auto deadline = op->issued + std::chrono::duration_cast<Clock::duration>(
-                                               std::chrono::duration<double>(timeout_s()));
-              if (!cv_.wait_until(lock, deadline, [this, op] { return direct_ != op; })) watchdog(*op);
-              continue;
+              auto deadline = direct_->issued + std::chrono::duration_cast<Clock::duration>(
+                                                    std::chrono::duration<double>(timeout_s()));
+              auto now = Clock::now();
+              if (now >= deadline) watchdog(*direct_);
+              tick = std::min(tick, deadline - now);
             }
-            cv_.wait(lock, [this] { return stop_ || !queue_.empty() || direct_ != nullptr; });
-            if (direct_ == nullptr) break;
+            cv_.wait_for(lock, tick);
           }
           if (stop_ && queue_.empty()) return;
         } else if (waiters_ == 0 && queue_.empty()) {
