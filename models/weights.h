@@ -14,8 +14,9 @@ namespace segkd::models {
 /// A state_dict: dotted key -> tensor, ordered by key.
 using StateDict = std::map<std::string, torch::Tensor>;
 
-/// Reads a torch.save file (zip format, PyTorch >= 1.6): a plain state_dict (OrderedDict or dict of tensors) or
-/// a dict with "state_dict" (mmseg checkpoints, whose "meta" may hold arbitrary objects — they are skipped).
+/// Reads a torch.save file (zip format of PyTorch >= 1.6, or the legacy non-zip format): a plain state_dict
+/// (OrderedDict or dict of tensors) or a dict with "state_dict" (mmseg checkpoints, whose "meta" may hold
+/// arbitrary objects — they are skipped). Tensors come back contiguous, on the CPU, in their saved dtype.
 /// Throws InputError naming the file and what was found (not a zip, no data.pkl, top-level is a list,
 /// truncated, ...).
 StateDict read_pth(const std::string& path);
