@@ -35,6 +35,7 @@ struct GradReducer::Impl {
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep hooks alive (NOTES-libtorch)
   std::mutex mutex;
   bool sync = true;
+  bool finished = false;  // finish() ran; prepare() must come before the next backward
   size_t next_launch = 0;
   std::vector<BucketEvent> events;
   int64_t seq = 0;
@@ -67,7 +68,7 @@ struct GradReducer::Impl {
 
   void on_grad_ready(size_t i) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (!sync || comm->size() == 1) return;
+    if (!sync || finished || comm->size() == 1) return;
     Slot& s = slots[i];
     if (s.ready) return;  // a second backward through the same graph in one step: the first copy stands
     copy_in(i, s.param.grad());
@@ -172,6 +173,7 @@ void GradReducer::prepare(bool sync) {
   for (auto& s : impl_->slots) s.ready = false;
   impl_->next_launch = 0;
   impl_->sync = sync;
+  impl_->finished = false;
   impl_->events.clear();
   impl_->seq = 0;
 }
@@ -179,7 +181,11 @@ void GradReducer::prepare(bool sync) {
 void GradReducer::finish() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   Impl& m = *impl_;
-  if (!m.sync || m.comm->size() == 1) return;
+  if (m.finished)
+    throw Error("GradReducer::finish() called twice without prepare(): call prepare() before each backward");
+  if (!m.sync) return;
+  m.finished = true;
+  if (m.comm->size() == 1) return;
   // Parameters that received no gradient this step: same treatment on every rank, so every bucket is reduced
   // exactly once and in the same order everywhere.
   for (size_t i = 0; i < m.slots.size(); ++i)
@@ -200,7 +206,6 @@ void GradReducer::finish() {
         p.mutable_grad() = reduced.clone();
     }
   }
-  m.sync = false;  // a second finish() without prepare() must not reduce (and average) again
 }
 
 const std::vector<BucketEvent>& GradReducer::events() const { return impl_->events; }

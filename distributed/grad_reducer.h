@@ -43,7 +43,7 @@ class GradReducer {
   /// Clears the event log.
   void prepare(bool sync = true);
   /// Waits for all buckets (unused parameters: zero-filled identically on all ranks), averages, leaves .grad
-  /// reduced. No-op after prepare(false).
+  /// reduced. No-op after prepare(false). Throws segkd::Error when called twice without prepare() in between.
   void finish();
   /// Log of the current/last step: "start"/"done" per bucket and the marks added with mark().
   const std::vector<BucketEvent>& events() const;

@@ -313,7 +313,6 @@ class MpiCommunicator : public Communicator {
     o->issued = Clock::now();
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (failed_) std::rethrow_exception(failed_);
       queue_.push_back(o);
     }
     cv_.notify_all();
@@ -468,7 +467,6 @@ class MpiCommunicator : public Communicator {
   const Op* direct_ = nullptr;  // blocking collective running on a caller's thread
   int waiters_ = 0;
   bool stop_ = false;
-  std::exception_ptr failed_;
   std::mutex dup_mutex_;
 };
 

@@ -169,6 +169,9 @@ TEST_F(DistributedTest, SizeOneReducerLeavesGradientsAlone) {
   EXPECT_TRUE(tensors_close(w.grad(), 2 * w.detach()));
   ASSERT_EQ(reducer.events().size(), 1u);
   EXPECT_EQ(reducer.events()[0].what, "backward_end");
+  SEGKD_EXPECT_THROW_MSG(reducer.finish(), "finish() called twice without prepare()");
+  reducer.prepare(/*sync=*/false);
+  EXPECT_NO_THROW(reducer.finish());
 }
 
 // SyncBatchNorm at world size 1 must be exactly BatchNorm: forward, running statistics and every gradient.
