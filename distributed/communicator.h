@@ -78,6 +78,10 @@ std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, to
 /// The MPI backend over a duplicate of the runtime's world communicator (collective call).
 std::shared_ptr<Communicator> make_mpi_communicator(double timeout_s);
 
+/// The device this rank trains on: CUDA device local_rank % device count when the NCCL backend was built and a
+/// device is usable, else the CPU.
+torch::Device local_device();
+
 /// True when the NCCL backend was compiled in.
 bool nccl_built();
 /// Number of CUDA devices usable by the NCCL backend (0 when not built or no driver/device).

@@ -498,6 +498,12 @@ bool nccl_built() { return false; }
 int cuda_device_count() { return 0; }
 #endif
 
+torch::Device local_device() {
+  int devices = cuda_device_count();
+  if (devices == 0) return torch::kCPU;
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(topology().local_rank % devices));
+}
+
 std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, torch::Device device) {
   const std::string& b = cfg.backend;
   if (b != "auto" && b != "mpi" && b != "nccl")

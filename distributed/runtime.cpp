@@ -28,9 +28,12 @@ State& state() {
   return s;
 }
 
+/// Open MPI's mpirun sets OMPI_COMM_WORLD_RANK (also inside an sbatch allocation, where SLURM_PROCID is inherited
+/// from the batch step); srun sets SLURM_PROCID per task and, with PMI-2, PMI_RANK as well — so check in this order.
 std::string detect_launcher() {
-  if (std::getenv(env::kOmpiRank) != nullptr || std::getenv(env::kPmiRank) != nullptr) return "mpirun";
+  if (std::getenv(env::kOmpiRank) != nullptr) return "mpirun";
   if (std::getenv(env::kSlurmProcId) != nullptr) return "srun";
+  if (std::getenv(env::kPmiRank) != nullptr) return "mpirun";
   return "singleton";
 }
 

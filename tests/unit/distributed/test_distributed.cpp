@@ -109,6 +109,8 @@ TEST_F(DistributedTest, MisuseThrowsNamedErrors) {
 TEST_F(DistributedTest, AutoBackendOnCpuIsMpi) {
   DistributedConfig cfg;
   EXPECT_EQ(make_communicator(cfg, torch::kCPU)->backend(), "mpi");
+  if (cuda_device_count() == 0) EXPECT_TRUE(local_device().is_cpu());
+  else EXPECT_EQ(local_device(), torch::Device(torch::kCUDA, 0));
 }
 
 TEST_F(DistributedTest, NcclSkipsWithoutDevice) {
