@@ -287,6 +287,36 @@ TEST_F(MpiTest, ReducerAccumulatesWithoutCommunicationUntilLastMicroBatch) {
   EXPECT_FALSE(reducer.events().empty());
 }
 
+// A parameter used on one rank only, in a model whose SyncBatchNorm also communicates during backward: the
+// bucket holding it starts during backward on rank 0 but only in finish() elsewhere. Normalisation collectives run
+// on their own duplicate communicator, so the differing order cannot cross-match collectives (it would hang or
+// corrupt); every rank ends with identical, averaged gradients.
+TEST_F(MpiTest, RankDependentUsageWithSyncBatchNormStaysConsistent) {
+  torch::manual_seed(21);
+  Net net;
+  torch::nn::Linear extra(5, 5);
+  convert_sync_batchnorm(*net, comm);
+  auto params = net->parameters();
+  for (auto& p : extra->parameters()) params.push_back(p);
+  DistributedConfig cfg = test_config();
+  cfg.first_bucket_mb = 1e-6;
+  cfg.bucket_mb = 1e-6;  // one parameter per bucket: the extra head's buckets come first
+  GradReducer reducer(comm, params, cfg);
+  torch::manual_seed(22 + rank);
+  auto x = torch::randn({2, 3, 6, 6});
+  reducer.prepare(true);
+  auto out = net(x);
+  if (rank == 0) out = extra(out);
+  out.square().mean().backward();
+  reducer.finish();
+  for (const auto& p : params) {
+    ASSERT_TRUE(p.grad().defined());
+    auto all = comm->all_gather(p.grad());
+    for (int r = 1; r < n; ++r) EXPECT_TRUE(torch::equal(all[r], all[0])) << "rank " << r << " differs";
+  }
+  EXPECT_GT(extra->weight.grad().abs().sum().item<double>(), 0) << "rank 0's gradient must reach every rank";
+}
+
 // ---- SyncBatchNorm against BatchNorm over the concatenated global batch ----
 
 TEST_F(MpiTest, SyncBatchNormEqualsGlobalBatchNorm) {
