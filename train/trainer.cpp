@@ -379,6 +379,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       metrics.train_event(iter, lr, imgs, train_s, values, ms);
       window_values.clear();
       window_seconds.clear();
+      term_order.clear();
       window_data_s = window_teacher_s = 0;
       window_iters = 0;
       window_start_train_s = train_s;
