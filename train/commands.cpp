@@ -105,13 +105,15 @@ int run_eval(const ConfigArgs& c, const std::string& weights, const std::string&
   setup_logging("", topo.rank, cfg.log.level);
   configure_threads(cfg.run.threads, topo.local_size);
   if (cfg.data.val.empty()) throw ConfigError("data.val is empty: nothing to evaluate");
-  auto comm = dist::make_communicator(cfg.distributed, torch::Device(torch::kCPU));
+  const torch::Device device = dist::local_device();
+  auto comm = dist::make_communicator(cfg.distributed, device);
   data::H5Dataset val(cfg.data.val);
   if (val.info().num_classes != cfg.data.num_classes) {
     throw ConfigError(str_cat("data.num_classes = ", cfg.data.num_classes, " but dataset ", val.files().front(),
                               " has ", val.info().num_classes, " classes"));
   }
   auto model = load_student(cfg, weights);
+  model->to(device);
   auto r = evaluate(model, val, data::AugmentOptions::from(cfg.data), cfg.eval, *comm, cfg.data.ignore_index);
   if (topo.rank == 0) {
     std::cout << fmt::format("mIoU {:.2f} | pixel acc {:.2f} | mean acc {:.2f} | {} images | {}\n", 100 * r.miou,
@@ -151,6 +153,8 @@ int run_predict(const ConfigArgs& c, const std::string& weights, const std::stri
   }
   fs::create_directories(out);
   auto model = load_student(cfg, weights);
+  const torch::Device device = torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  model->to(device);
   const auto palette = palette_for(cfg);
   const auto aug = data::AugmentOptions::from(cfg.data);
   torch::NoGradGuard no_grad;
@@ -164,7 +168,7 @@ int run_predict(const ConfigArgs& c, const std::string& weights, const std::stri
     s.image = img.pixels;
     s.label.assign(static_cast<size_t>(img.height * img.width), static_cast<uint8_t>(cfg.data.ignore_index));
     auto tensors = data::to_tensors(s, aug);
-    auto pred = infer_logits(model, tensors.first.unsqueeze(0), cfg.eval).argmax(1).squeeze(0).to(torch::kUInt8);
+    auto pred = infer_logits(model, tensors.first.unsqueeze(0).to(device), cfg.eval).argmax(1).squeeze(0).to(torch::kCPU, torch::kUInt8);
     pred = pred.contiguous();
     data::Image ids{img.height, img.width, 1, std::vector<uint8_t>(pred.data_ptr<uint8_t>(),
                                                                   pred.data_ptr<uint8_t>() + pred.numel())};

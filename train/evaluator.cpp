@@ -59,14 +59,14 @@ torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image,
   auto padded = F::pad(image, F::PadFuncOptions({0, pw - w, 0, ph - h}));
   const int64_t grid_h = std::max<int64_t>(ph - ch + sh - 1, 0) / sh + 1;
   const int64_t grid_w = std::max<int64_t>(pw - cw + sw - 1, 0) / sw + 1;
-  torch::Tensor sum, count = torch::zeros({1, 1, ph, pw});
+  torch::Tensor sum, count = torch::zeros({1, 1, ph, pw}, image.options());
   for (int64_t gy = 0; gy < grid_h; ++gy) {
     for (int64_t gx = 0; gx < grid_w; ++gx) {
       int64_t y1 = std::max<int64_t>(std::min(gy * sh + ch, ph) - ch, 0);
       int64_t x1 = std::max<int64_t>(std::min(gx * sw + cw, pw) - cw, 0);
       auto crop = padded.slice(2, y1, y1 + ch).slice(3, x1, x1 + cw);
       auto logits = upsample(model->forward(crop, req).logits, ch, cw);
-      if (!sum.defined()) sum = torch::zeros({1, logits.size(1), ph, pw});
+      if (!sum.defined()) sum = torch::zeros({1, logits.size(1), ph, pw}, logits.options());
       sum.slice(2, y1, y1 + ch).slice(3, x1, x1 + cw).add_(logits);
       count.slice(2, y1, y1 + ch).slice(3, x1, x1 + cw).add_(1);
     }
@@ -81,13 +81,16 @@ EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, co
   const bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard no_grad;
-  auto confusion = torch::zeros({c * c}, torch::kLong);
+  // Collectives run on the model's device (NCCL needs device tensors); bincount runs there too.
+  const auto device = model->parameters().front().device();
+  auto confusion = torch::zeros({c * c}, torch::TensorOptions(torch::kLong).device(device));
   const auto indices = data::val_indices(dataset.size(), comm.rank(), comm.size());
   Progress progress("eval", static_cast<int64_t>(indices.size()), /*enabled=*/comm.rank() == 0);
   for (size_t i = 0; i < indices.size(); ++i) {
     auto sample = dataset.get(indices[i]);
     auto [image, label] = data::to_tensors(sample, aug);
-    auto pred = infer_logits(model, image.unsqueeze(0), cfg).argmax(1).squeeze(0);
+    auto pred = infer_logits(model, image.unsqueeze(0).to(device), cfg).argmax(1).squeeze(0);
+    label = label.to(device);
     auto valid = label != ignore_index;
     auto gt = label.masked_select(valid);
     auto pr = pred.masked_select(valid);
@@ -96,11 +99,11 @@ EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, co
     confusion.add_(torch::bincount(gt * c + pr, /*weights=*/{}, /*minlength=*/c * c));
     progress.update(static_cast<int64_t>(i) + 1);
   }
-  auto count = torch::tensor({static_cast<int64_t>(indices.size())}, torch::kLong);
+  auto count = torch::tensor({static_cast<int64_t>(indices.size())}, torch::kLong).to(device);
   comm.all_reduce(confusion);
   comm.all_reduce(count);
   if (was_training) model->train();
-  auto r = metrics_from_confusion(confusion.view({c, c}));
+  auto r = metrics_from_confusion(confusion.view({c, c}).cpu());
   r.images = count.item<int64_t>();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;

@@ -150,7 +150,9 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   const auto& topo = dist::topology();
   const int rank = topo.rank, world = topo.size;
   const int threads = configure_threads(cfg.run.threads, topo.local_size);
-  auto comm = dist::make_communicator(cfg.distributed, torch::Device(torch::kCPU));
+  // One device per rank: CUDA device local_rank % count when GPUs exist, else the CPU.
+  const torch::Device device = dist::local_device();
+  auto comm = dist::make_communicator(cfg.distributed, device);
 
   // Run directory: rank 0 creates it; everybody logs into it.
   if (rank == 0) {
@@ -159,8 +161,9 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   }
   comm->barrier();
   setup_logging(cfg.run.work_dir, rank, cfg.log.level);
-  spdlog::info("segkd train '{}' | config {} (hash {}) | {} rank(s) on {} node(s) via {} | {} thread(s)/rank",
-               cfg.run.name, cfg.source_path, cfg.hash, world, topo.nodes, topo.launcher, threads);
+  spdlog::info("segkd train '{}' | config {} (hash {}) | {} rank(s) on {} node(s) via {} | {} thread(s)/rank | {} | {}",
+               cfg.run.name, cfg.source_path, cfg.hash, world, topo.nodes, topo.launcher, threads, device.str(),
+               comm->backend());
 
   // Data.
   auto train_set = std::make_shared<const data::H5Dataset>(cfg.data.train);
@@ -190,10 +193,13 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     }
     teacher = build_with_weights(*cfg.teacher, nc, "teacher");
     teacher_channels = (*teacher)->feature_channels();
+    (*teacher)->to(device);  // before folding: folded biases are not registered parameters
     models::prepare_teacher(*teacher, cfg.teacher->fold_bn);
   }
   losses::Objective objective(cfg.loss, cfg.distill, nc, cfg.data.ignore_index, student->feature_channels(),
                               teacher_channels);
+  student->to(device);
+  objective->to(device);
   if (world > 1 && cfg.student.sync_bn) {
     dist::convert_sync_batchnorm(*student, comm);
     dist::convert_sync_batchnorm(*objective, comm);
@@ -284,7 +290,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     // Budget mode: every rank follows rank 0's clock, so all stop at the same iteration with the same lr.
     double progress;
     if (budget) {
-      auto clock = torch::tensor({train_s}, torch::kDouble);
+      auto clock = torch::tensor({train_s}, torch::kDouble).to(device);
       comm->broadcast(clock, 0);
       train_s = clock.item<double>();
       if (train_s >= schedule.budget_s()) break;
@@ -298,6 +304,10 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
 
     auto t_data = Clock::now();
     auto batch = loader.next();
+    if (!device.is_cpu()) {
+      batch.image = batch.image.to(device, /*non_blocking=*/true);
+      batch.label = batch.label.to(device, /*non_blocking=*/true);
+    }
     window_data_s += seconds_since(t_data);
     torch::manual_seed(step_seed(static_cast<uint64_t>(cfg.run.seed), iter, rank));
 
@@ -335,7 +345,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     // A step is skipped on every rank alike: after the all-reduce the gradients are the same everywhere.
     bool skip = false;
     if (cfg.loss.skip_nonfinite) {
-      auto flag = torch::tensor({finite ? 0.0 : 1.0}, torch::kDouble);
+      auto flag = torch::tensor({finite ? 0.0 : 1.0}, torch::kDouble).to(device);
       comm->all_reduce(flag, dist::ReduceOp::kMax);
       skip = flag.item<double>() > 0;
       if (skip) spdlog::warn("iteration {}: non-finite loss on some rank, step skipped", iter);
@@ -355,10 +365,10 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     if (iter % cfg.log.interval == 0 || last) {
       std::vector<double> packed;
       for (auto& name : term_order) packed.push_back(window_values[name] / window_iters);
-      auto t = torch::tensor(packed, torch::kDouble);
+      auto t = torch::tensor(packed, torch::kDouble).to(device);
       comm->all_reduce(t, dist::ReduceOp::kAverage);
       std::vector<std::pair<std::string, double>> values;
-      for (size_t i = 0; i < term_order.size(); ++i) values.emplace_back(term_order[i], t[i].item<double>());
+      for (size_t i = 0; i < term_order.size(); ++i) values.emplace_back(term_order[i], t[i].item<double>());  // (syncs with the device)
       const double window_s = std::max(train_s - window_start_train_s, 1e-9);
       const double imgs = static_cast<double>(window_iters * cfg.data.batch_per_rank * world) / window_s;
       double eta = budget ? schedule.budget_s() - train_s
