@@ -4,6 +4,7 @@
 #include <iostream>
 #include <memory>
 
+#include "common/config.h"
 #include "common/error.h"
 #include "distributed/runtime.h"
 #include "launch/commands.h"
@@ -30,6 +31,22 @@ int main(int argc, char** argv) {
   std::vector<Command> commands{add_train(app),   add_eval(app),   add_predict(app),
                                 add_preprocess(app), add_synth(app), add_export(app),
                                 add_sweep(app),   add_info(app),   add_report(app)};
+  // CLI11 would call a mistyped subcommand "a positional argument"; name it and suggest the nearest one.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string given = argv[1], nearest;
+    size_t best = std::string::npos;
+    bool known = false;
+    for (auto& cmd : commands) {
+      known = known || cmd.app->get_name() == given;
+      size_t d = segkd::edit_distance(given, cmd.app->get_name());
+      if (d < best) best = d, nearest = cmd.app->get_name();
+    }
+    if (!known) {
+      std::cerr << "segkd: error: unknown subcommand '" << given << "'"
+                << (best <= 3 ? " (did you mean '" + nearest + "'?)" : std::string()) << "; see segkd --help\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -84,6 +84,16 @@ std::vector<std::array<uint8_t, 3>> palette_for(const Config& cfg) {
   return p;
 }
 
+/// 12790086 -> "12,790,086".
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
 std::string fmt_pct(double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.2f}", 100 * v); }
 
 }  // namespace
@@ -278,9 +288,10 @@ int run_info(const ConfigArgs& c) {
     mc.pretrained.clear();
     auto model = models::build_model(mc, cfg.data.num_classes);
     const int64_t h = cfg.data.crop[0], w = cfg.data.crop[1];
-    std::cout << fmt::format("{}: {}-{} | {:,} parameters ({:,} trainable) | {:.1f} GFLOPs per {}x{} image\n", role,
-                             mc.arch, mc.backbone, models::count_parameters(*model),
-                             models::count_parameters(*model, true), models::flops_per_image(model, h, w) / 1e9, h, w);
+    std::cout << fmt::format("{}: {}-{} | {} parameters ({} trainable) | {:.1f} GFLOPs per {}x{} image\n", role,
+                             mc.arch, mc.backbone, with_commas(models::count_parameters(*model)),
+                             with_commas(models::count_parameters(*model, true)),
+                             models::flops_per_image(model, h, w) / 1e9, h, w);
   };
   describe("student", cfg.student);
   if (cfg.teacher) describe("teacher", *cfg.teacher);
