@@ -152,6 +152,7 @@ TEST_F(E2E, DistillationRunWritesTheRunDirectory) {
   // predict writes class-id and colour PNGs of the input's size.
   segkd::data::Image img{37, 53, 3, std::vector<uint8_t>(37 * 53 * 3)};
   for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>((i * 7) % 251);
+  fs::create_directories(dir_->file("predict_in"));
   segkd::data::write_png(dir_->file("predict_in/odd.png"), img);
   std::string pred_out;
   ASSERT_EQ(run_command(segkd_bin() + " predict " + cfg + " --weights " + run + "/checkpoints/iter_6.ckpt --input " +
