@@ -1,0 +1,181 @@
+// train/: schedules, metrics from a confusion matrix, sliding-window inference, checkpoints.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "common/config.h"
+#include "losses/objective.h"
+#include "models/segmentor.h"
+#include "tests/testing/testing.h"
+#include "train/checkpoint.h"
+#include "train/evaluator.h"
+#include "train/progress.h"
+#include "train/schedule.h"
+
+namespace fs = std::filesystem;
+using segkd::testing::tensors_close;
+
+namespace segkd::train {
+namespace {
+
+TEST(Schedule, PolyRunsFromBaseToFloor) {
+  ScheduleConfig s;
+  s.iterations = 100;
+  s.min_lr = 1e-4;
+  LrSchedule lr(s, 0.01);
+  EXPECT_DOUBLE_EQ(lr.lr(0, 0.0), 0.01);
+  EXPECT_NEAR(lr.lr(50, 0.5), (0.01 - 1e-4) * std::pow(0.5, 0.9) + 1e-4, 1e-15);
+  EXPECT_DOUBLE_EQ(lr.lr(100, 1.0), 1e-4);
+  EXPECT_EQ(lr.total_iterations(), 100);
+  EXPECT_FALSE(lr.budget_based());
+}
+
+TEST(Schedule, WarmupRampsLinearlyFromRatio) {
+  ScheduleConfig s;
+  s.iterations = 100;
+  s.warmup_iters = 10;
+  s.warmup_ratio = 0.1;
+  s.power = 0.0;  // flat after warm-up
+  LrSchedule lr(s, 1.0);
+  EXPECT_DOUBLE_EQ(lr.lr(0, 0.0), 0.1);
+  EXPECT_DOUBLE_EQ(lr.lr(5, 0.05), 0.55);
+  EXPECT_DOUBLE_EQ(lr.lr(10, 0.1), 1.0);
+}
+
+TEST(Schedule, StepAndExtendScaleTogether) {
+  ScheduleConfig s;
+  s.policy = "step";
+  s.iterations = 100;
+  s.steps = {50, 80};
+  s.gamma = 0.1;
+  s.extend = 2.0;
+  LrSchedule lr(s, 1.0);
+  EXPECT_EQ(lr.total_iterations(), 200);
+  EXPECT_DOUBLE_EQ(lr.lr(99, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(lr.lr(100, 0.0), 0.1);
+  EXPECT_NEAR(lr.lr(160, 0.0), 0.01, 1e-15);
+}
+
+TEST(Schedule, BudgetIsExtendedAndDrivesProgress) {
+  ScheduleConfig s;
+  s.budget = "1h30m";
+  s.extend = 2.0;
+  LrSchedule lr(s, 0.01);
+  EXPECT_TRUE(lr.budget_based());
+  EXPECT_DOUBLE_EQ(lr.budget_s(), 2 * 5400.0);
+}
+
+TEST(Metrics, IoUFromConfusion) {
+  // rows = ground truth, columns = prediction
+  auto cm = torch::tensor({{3, 1, 0}, {0, 2, 0}, {0, 0, 0}}, torch::kLong);
+  auto r = metrics_from_confusion(cm);
+  EXPECT_DOUBLE_EQ(r.per_class_iou[0], 3.0 / 4.0);
+  EXPECT_DOUBLE_EQ(r.per_class_iou[1], 2.0 / 3.0);
+  EXPECT_TRUE(std::isnan(r.per_class_iou[2]));  // absent everywhere: left out of the mean
+  EXPECT_DOUBLE_EQ(r.miou, (0.75 + 2.0 / 3.0) / 2);
+  EXPECT_DOUBLE_EQ(r.pixel_acc, 5.0 / 6.0);
+  EXPECT_DOUBLE_EQ(r.mean_acc, (0.75 + 1.0) / 2);
+}
+
+TEST(Progress, FormatsDurations) {
+  EXPECT_EQ(format_duration(0), "00:00");
+  EXPECT_EQ(format_duration(75), "01:15");
+  EXPECT_EQ(format_duration(3725), "1:02:05");
+  EXPECT_EQ(format_duration(NAN), "--:--");
+}
+
+class Inference : public segkd::testing::Seeded {};
+
+TEST_F(Inference, SlideWithOneWindowEqualsWhole) {
+  ModelConfig mc;
+  mc.aux_head = false;
+  auto model = models::build_model(mc, 4);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto image = torch::randn({1, 3, 40, 56});
+  EvalConfig whole, slide;
+  slide.mode = "slide";
+  slide.slide_crop = {40, 56};
+  slide.slide_stride = {20, 28};
+  auto a = infer_logits(model, image, whole);
+  auto b = infer_logits(model, image, slide);
+  EXPECT_EQ(a.sizes(), (std::vector<int64_t>{1, 4, 40, 56}));
+  EXPECT_TRUE(tensors_close(b, a, 1e-5, 1e-6));
+}
+
+TEST_F(Inference, SlideCoversEveryPixelOfOddSizes) {
+  ModelConfig mc;
+  mc.aux_head = false;
+  auto model = models::build_model(mc, 3);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  EvalConfig slide;
+  slide.mode = "slide";
+  slide.slide_crop = {32, 32};
+  slide.slide_stride = {21, 21};
+  auto out = infer_logits(model, torch::randn({1, 3, 45, 70}), slide);
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{1, 3, 45, 70}));
+  EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
+}
+
+TEST_F(Inference, CheckpointRoundTripAndDamage) {
+  segkd::testing::TempDir dir;
+  ModelConfig mc;
+  auto student = models::build_model(mc, 3);
+  DistillConfig d;
+  d.type = "feature";
+  losses::Objective objective(LossConfig{}, {d}, 3, 255, student->feature_channels(), student->feature_channels());
+  std::vector<torch::Tensor> params = student->parameters();
+  for (auto& p : objective->parameters()) params.push_back(p);
+  torch::optim::SGD sgd(params, torch::optim::SGDOptions(0.1).momentum(0.9));
+  // One step so the optimizer has momentum state.
+  auto out = student->forward(torch::randn({2, 3, 32, 32}));
+  out.logits.sum().backward();
+  sgd.step();
+  save_checkpoint(dir.path(), CheckpointMeta{7, 12.5, "abc"}, *student, *objective, sgd, /*keep=*/2);
+  EXPECT_EQ(segkd::testing::read_text(dir.file("checkpoints/latest")), "iter_7.ckpt\n");
+
+  auto student2 = models::build_model(mc, 3);
+  losses::Objective objective2(LossConfig{}, {d}, 3, 255, student2->feature_channels(), student2->feature_channels());
+  std::vector<torch::Tensor> params2 = student2->parameters();
+  for (auto& p : objective2->parameters()) params2.push_back(p);
+  torch::optim::SGD sgd2(params2, torch::optim::SGDOptions(0.1).momentum(0.9));
+  auto meta = load_checkpoint(checkpoint_path(dir.path(), 7), *student2, *objective2, sgd2);
+  EXPECT_EQ(meta.iteration, 7);
+  EXPECT_DOUBLE_EQ(meta.train_seconds, 12.5);
+  EXPECT_EQ(meta.config_hash, "abc");
+  auto a = student->named_parameters(), b = student2->named_parameters();
+  for (auto& kv : a) EXPECT_TRUE(torch::equal(kv.value(), b[kv.key()])) << kv.key();
+  auto oa = objective->named_parameters(), ob = objective2->named_parameters();
+  for (auto& kv : oa) EXPECT_TRUE(torch::equal(kv.value(), ob[kv.key()])) << kv.key();
+  // Momentum restored: the same gradient gives the same next step.
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].grad().defined()) continue;
+    params2[i].mutable_grad() = params[i].grad().clone();
+  }
+  sgd.step();
+  sgd2.step();
+  for (auto& kv : student->named_parameters()) EXPECT_TRUE(torch::equal(kv.value(), b[kv.key()])) << kv.key();
+
+  // A truncated newer checkpoint is skipped by find_latest_checkpoint; keep=2 removed nothing yet.
+  segkd::testing::write_text(checkpoint_path(dir.path(), 9), "not a zip");
+  EXPECT_EQ(find_latest_checkpoint(dir.path()).value(), checkpoint_path(dir.path(), 7));
+  SEGKD_EXPECT_THROW_MSG(load_checkpoint(checkpoint_path(dir.path(), 9), *student2, *objective2, sgd2),
+                         "is damaged or not a segkd checkpoint");
+  SEGKD_EXPECT_THROW_MSG(load_checkpoint(dir.file("nope.ckpt"), *student2, *objective2, sgd2), "checkpoint not found");
+  // A checkpoint of another architecture names the mismatching tensor.
+  ModelConfig other;
+  other.backbone = "resnet34_v1c";
+  auto student3 = models::build_model(other, 3);
+  torch::optim::SGD sgd3(student3->parameters(), torch::optim::SGDOptions(0.1));
+  SEGKD_EXPECT_THROW_MSG(load_checkpoint(checkpoint_path(dir.path(), 7), *student3, *objective2, sgd3), "student.");
+  // Student weights alone (for eval/export) come back with mmseg names.
+  auto state = read_checkpoint_student(checkpoint_path(dir.path(), 7));
+  EXPECT_TRUE(state.count("decode_head.conv_seg.weight"));
+  EXPECT_TRUE(state.count("backbone.layer1.0.bn1.running_mean"));
+  EXPECT_FALSE(state.count("terms.0.proj.0.0.weight"));
+}
+
+}  // namespace
+}  // namespace segkd::train
