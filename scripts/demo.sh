@@ -12,8 +12,8 @@ MPIRUN=(mpirun -n 2 --oversubscribe --bind-to none)
 start=$(date +%s)
 
 mkdir -p demo/data
-[ -f demo/data/train.h5 ] || $SEGKD synth --out demo/data/train.h5 --num 2000 --size 96x96 --classes 8 --seed 1
-[ -f demo/data/val.h5 ] || $SEGKD synth --out demo/data/val.h5 --num 200 --size 96x96 --classes 8 --seed 2
+[ -f demo/data/train.h5 ] || $SEGKD synth --out demo/data/train.h5 --num 2000 --size 64x64 --classes 8 --seed 1
+[ -f demo/data/val.h5 ] || $SEGKD synth --out demo/data/val.h5 --num 200 --size 64x64 --classes 8 --seed 2
 rm -rf demo/runs
 
 echo "== teacher (supervised) =="
