@@ -125,7 +125,7 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   auto student = models::build_model(mc, 3);
   DistillConfig d;
   d.type = "feature";
-  losses::Objective objective(LossConfig{}, {d}, 3, 255, student->feature_channels(), student->feature_channels());
+  losses::Objective objective(LossConfig{}, std::vector<DistillConfig>{d}, 3, 255, student->feature_channels(), student->feature_channels());
   std::vector<torch::Tensor> params = student->parameters();
   for (auto& p : objective->parameters()) params.push_back(p);
   torch::optim::SGD sgd(params, torch::optim::SGDOptions(0.1).momentum(0.9));
@@ -137,7 +137,7 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   EXPECT_EQ(segkd::testing::read_text(dir.file("checkpoints/latest")), "iter_7.ckpt\n");
 
   auto student2 = models::build_model(mc, 3);
-  losses::Objective objective2(LossConfig{}, {d}, 3, 255, student2->feature_channels(), student2->feature_channels());
+  losses::Objective objective2(LossConfig{}, std::vector<DistillConfig>{d}, 3, 255, student2->feature_channels(), student2->feature_channels());
   std::vector<torch::Tensor> params2 = student2->parameters();
   for (auto& p : objective2->parameters()) params2.push_back(p);
   torch::optim::SGD sgd2(params2, torch::optim::SGDOptions(0.1).momentum(0.9));
