@@ -193,7 +193,8 @@ template <>
 const std::vector<Field<RunConfig>>& fields<RunConfig>() {
   using S = RunConfig;
   static const std::vector<Field<S>> f{
-      {"name", &S::name}, {"work_dir", &S::work_dir}, {"seed", &S::seed}, {"threads", &S::threads}};
+      {"name", &S::name}, {"work_dir", &S::work_dir}, {"seed", &S::seed}, {"threads", &S::threads},
+      {"precision", &S::precision}};
   return f;
 }
 
@@ -792,6 +793,7 @@ void validate_distill(const Config& cfg, size_t i, const Checker& check) {
 void validate(const Config& cfg, const Checker& check) {
   check(!cfg.run.work_dir.empty(), "run.work_dir", "must not be empty");
   check(cfg.run.threads >= 0, "run.threads", "must be >= 0");
+  check.one_of(cfg.run.precision, {"fp32", "fp16", "bf16"}, "run.precision");
 
   const DataConfig& d = cfg.data;
   check(d.num_classes >= 1, "data.num_classes", "must be >= 1");

@@ -17,6 +17,7 @@ struct RunConfig {
   std::string work_dir = "runs/segkd";
   int64_t seed = 42;
   int64_t threads = 0;  ///< intra-op threads per rank; 0 = cores per node / ranks per node
+  std::string precision = "fp32";  ///< fp32 | fp16 (autocast + loss scaling) | bf16 (autocast); CUDA only
 };
 
 struct DataConfig {

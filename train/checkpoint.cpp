@@ -89,6 +89,8 @@ void save_checkpoint(const std::string& work_dir, const CheckpointMeta& meta, to
   ar.write("meta.iteration", c10::IValue(meta.iteration));
   ar.write("meta.train_seconds", c10::IValue(meta.train_seconds));
   ar.write("meta.config_hash", c10::IValue(meta.config_hash));
+  ar.write("meta.loss_scale", c10::IValue(meta.loss_scale));
+  ar.write("meta.loss_scale_clean_steps", c10::IValue(meta.loss_scale_clean_steps));
   write_module(ar, kStudent, student);
   write_module(ar, kObjective, objective);
   torch::serialize::OutputArchive opt;
@@ -117,6 +119,8 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& stude
   meta.iteration = v.toInt();
   if (ar.try_read("meta.train_seconds", v)) meta.train_seconds = v.toDouble();
   if (ar.try_read("meta.config_hash", v)) meta.config_hash = v.toStringRef();
+  if (ar.try_read("meta.loss_scale", v)) meta.loss_scale = v.toDouble();
+  if (ar.try_read("meta.loss_scale_clean_steps", v)) meta.loss_scale_clean_steps = v.toInt();
   read_module(ar, kStudent, student, path);
   read_module(ar, kObjective, objective, path);
   torch::serialize::InputArchive opt;

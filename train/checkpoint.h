@@ -14,6 +14,8 @@ struct CheckpointMeta {
   int64_t iteration = 0;        ///< iterations completed
   double train_seconds = 0;     ///< training wall-clock spent (budget accounting)
   std::string config_hash;
+  double loss_scale = 1;        ///< fp16 loss scaler state (LossScaler)
+  int64_t loss_scale_clean_steps = 0;
 };
 
 /// `checkpoints/iter_<N>.ckpt` inside `work_dir`.

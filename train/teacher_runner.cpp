@@ -4,8 +4,14 @@
 
 namespace segkd::train {
 
-TeacherRunner::TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads)
-    : teacher_(std::move(teacher)), request_(std::move(request)), concurrent_(concurrent), threads_(threads) {
+TeacherRunner::TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads,
+                             Precision precision, torch::Device device)
+    : teacher_(std::move(teacher)),
+      request_(std::move(request)),
+      concurrent_(concurrent),
+      threads_(threads),
+      precision_(precision),
+      device_(device) {
   if (concurrent_) worker_ = std::thread([this] { loop(); });
 }
 
@@ -25,15 +31,11 @@ ModelOutput TeacherRunner::run(const torch::Tensor& images) {
   ModelOutput out;
   {
     c10::InferenceMode inference;
+    AutocastRegion autocast(precision_, device_);
     out = teacher_->forward(images, request_);
   }
-  // Inference tensors cannot be saved for backward; KD terms need to, so hand out normal tensors.
-  auto unwrap = [](torch::Tensor& t) {
-    if (t.defined()) t = t.clone();
-  };
-  unwrap(out.logits);
-  unwrap(out.aux_logits);
-  for (auto& kv : out.features) unwrap(kv.second);
+  // Inference tensors cannot be saved for backward; KD terms need to, so hand out normal (full-precision) copies.
+  widen_outputs(out, /*copy=*/true);
   last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

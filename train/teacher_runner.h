@@ -15,13 +15,16 @@
 
 #include "common/model_output.h"
 #include "models/segmentor.h"
+#include "train/precision.h"
 
 namespace segkd::train {
 
 class TeacherRunner {
  public:
-  /// `threads`: intra-op threads of the worker (concurrent mode).
-  TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads);
+  /// `threads`: intra-op threads of the worker (concurrent mode). `precision`: autocast of the teacher's forward on
+  /// CUDA (its outputs are handed out in fp32 either way).
+  TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads,
+                Precision precision = Precision::kFp32, torch::Device device = torch::kCPU);
   ~TeacherRunner();
   TeacherRunner(const TeacherRunner&) = delete;
   TeacherRunner& operator=(const TeacherRunner&) = delete;
@@ -41,6 +44,8 @@ class TeacherRunner {
   OutputRequest request_;
   bool concurrent_;
   int threads_;
+  Precision precision_;
+  torch::Device device_;
   std::thread worker_;
   std::mutex mu_;
   std::condition_variable cv_;

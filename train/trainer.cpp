@@ -27,6 +27,7 @@
 #include "models/weights.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
+#include "train/precision.h"
 #include "train/progress.h"
 #include "train/schedule.h"
 #include "train/teacher_runner.h"
@@ -214,8 +215,16 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
                        : std::string(" | no teacher (supervised)"));
 
   auto [optimizer, lr_mults] = make_optimizer(cfg.optimizer, student, objective);
-  dist::GradReducer reducer(comm, trainable(*student, *objective), cfg.distributed);
+  const std::vector<torch::Tensor> params = trainable(*student, *objective);
+  dist::GradReducer reducer(comm, params, cfg.distributed);
   LrSchedule schedule(cfg.schedule, cfg.optimizer.lr);
+  // Mixed precision: autocast on CUDA, loss scaling for fp16; a CPU run trains in fp32 whatever run.precision says.
+  const Precision precision = parse_precision(cfg.run.precision);
+  if (precision != Precision::kFp32 && !device.is_cuda()) {
+    spdlog::warn("run.precision = {} applies to CUDA devices; this {} run trains in fp32", cfg.run.precision,
+                 device.str());
+  }
+  LossScaler scaler(precision == Precision::kFp16 && device.is_cuda());
 
   // Resume.
   int64_t start_iter = 0;
@@ -238,6 +247,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       }
       start_iter = meta.iteration;
       train_s = meta.train_seconds;
+      scaler.restore(meta.loss_scale, meta.loss_scale_clean_steps);
       spdlog::info("resumed from {} at iteration {} ({} of training already spent)", path, start_iter,
                    format_duration(train_s));
     }
@@ -245,7 +255,8 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
 
   std::unique_ptr<TeacherRunner> runner;
   if (teacher) {
-    runner = std::make_unique<TeacherRunner>(*teacher, objective->teacher_request(), cfg.teacher->concurrent, threads);
+    runner = std::make_unique<TeacherRunner>(*teacher, objective->teacher_request(), cfg.teacher->concurrent, threads,
+                                             precision, device);
   }
   data::TrainLoader loader(train_set, aug, cfg.data.batch_per_rank, cfg.data.workers, cfg.data.prefetch, rank, world,
                            static_cast<uint64_t>(cfg.run.seed), start_iter);
@@ -278,8 +289,9 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   auto checkpoint_now = [&](int64_t iter) {
     auto t0 = Clock::now();
     if (rank == 0) {
-      save_checkpoint(cfg.run.work_dir, CheckpointMeta{iter, train_s, cfg.hash}, *student, *objective, *optimizer,
-                      cfg.checkpoint.keep);
+      save_checkpoint(cfg.run.work_dir,
+                      CheckpointMeta{iter, train_s, cfg.hash, scaler.scale(), scaler.clean_steps()}, *student,
+                      *objective, *optimizer, cfg.checkpoint.keep);
     }
     comm->barrier();
     summary.checkpoint_s += seconds_since(t0);
@@ -312,7 +324,12 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     torch::manual_seed(step_seed(static_cast<uint64_t>(cfg.run.seed), iter, rank));
 
     if (runner) runner->start(batch.image);
-    auto s_out = student->forward(batch.image, student_request);
+    ModelOutput s_out;
+    {
+      AutocastRegion autocast(precision, device);
+      s_out = student->forward(batch.image, student_request);
+    }
+    widen_outputs(s_out, /*copy=*/false);
     ModelOutput t_out;
     if (runner) {
       auto t_wait = Clock::now();
@@ -337,9 +354,13 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     }
     optimizer->zero_grad();
     reducer.prepare(/*sync=*/true);
-    (finite ? result.total : result.total * 0.0).backward();
+    scaler.scale_loss(finite ? result.total : result.total * 0.0).backward();
     reducer.mark("backward_end");
     reducer.finish();
+    // fp16: gradients are checked after the all-reduce, so an overflow on one rank skips the step on all.
+    const bool overflow = scaler.unscale(params);
+    scaler.update(overflow);
+    if (overflow) spdlog::debug("iteration {}: fp16 gradient overflow, step skipped, loss scale now {}", iter, scaler.scale());
     const double lr = schedule.lr(iter, progress);
     set_lr(*optimizer, lr_mults, lr);
     // A step is skipped on every rank alike: after the all-reduce the gradients are the same everywhere.
@@ -350,7 +371,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       skip = flag.item<double>() > 0;
       if (skip) spdlog::warn("iteration {}: non-finite loss on some rank, step skipped", iter);
     }
-    if (!skip) optimizer->step();
+    if (!skip && !overflow) optimizer->step();
     ++iter;
     train_s += seconds_since(step_start);
 

@@ -346,6 +346,7 @@ TEST(Config, OutOfRangeValuesNameKeyFileAndLine) {
       {"[schedule]\niterations = 0\n", "schedule.iterations = 0: must be >= 1"},
       {"[schedule]\nextend = 0\n", "schedule.extend = 0.0: must be > 0"},
       {"[schedule]\npolicy = \"cosine\"\n", "schedule.policy = \"cosine\": must be one of poly|step"},
+      {"[run]\nprecision = \"fp8\"\n", "run.precision = \"fp8\": must be one of fp32|fp16|bf16"},
       {"[schedule]\nsteps = [100, 50]\n", "schedule.steps = [100, 50]: must be positive and strictly increasing"},
       {"[optimizer]\nmomentum = 1.0\n", "optimizer.momentum = 1.0: must be in [0, 1)"},
       {"[optimizer]\nweight_decay = -1e-4\n", "optimizer.weight_decay = -0.0001: must be >= 0"},

@@ -1,8 +1,10 @@
-// train/: schedules, metrics from a confusion matrix, sliding-window inference, checkpoints.
+// train/: schedules, metrics from a confusion matrix, sliding-window inference, checkpoints, loss scaling.
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "common/config.h"
 #include "losses/objective.h"
@@ -10,6 +12,7 @@
 #include "tests/testing/testing.h"
 #include "train/checkpoint.h"
 #include "train/evaluator.h"
+#include "train/precision.h"
 #include "train/progress.h"
 #include "train/schedule.h"
 
@@ -133,7 +136,7 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   auto out = student->forward(torch::randn({2, 3, 32, 32}));
   out.logits.sum().backward();
   sgd.step();
-  save_checkpoint(dir.path(), CheckpointMeta{7, 12.5, "abc"}, *student, *objective, sgd, /*keep=*/2);
+  save_checkpoint(dir.path(), CheckpointMeta{7, 12.5, "abc", 512.0, 17}, *student, *objective, sgd, /*keep=*/2);
   EXPECT_EQ(segkd::testing::read_text(dir.file("checkpoints/latest")), "iter_7.ckpt\n");
 
   auto student2 = models::build_model(mc, 3);
@@ -145,6 +148,8 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   EXPECT_EQ(meta.iteration, 7);
   EXPECT_DOUBLE_EQ(meta.train_seconds, 12.5);
   EXPECT_EQ(meta.config_hash, "abc");
+  EXPECT_DOUBLE_EQ(meta.loss_scale, 512.0);
+  EXPECT_EQ(meta.loss_scale_clean_steps, 17);
   auto a = student->named_parameters(), b = student2->named_parameters();
   for (auto& kv : a) EXPECT_TRUE(torch::equal(kv.value(), b[kv.key()])) << kv.key();
   auto oa = objective->named_parameters(), ob = objective2->named_parameters();
@@ -175,6 +180,90 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   EXPECT_TRUE(state.count("decode_head.conv_seg.weight"));
   EXPECT_TRUE(state.count("backbone.layer1.0.bn1.running_mean"));
   EXPECT_FALSE(state.count("terms.0.proj.0.0.weight"));
+}
+
+TEST(Precision, ParsesNamesAndAutocastIsCudaOnly) {
+  EXPECT_EQ(parse_precision("fp32"), Precision::kFp32);
+  EXPECT_EQ(parse_precision("fp16"), Precision::kFp16);
+  EXPECT_EQ(parse_precision("bf16"), Precision::kBf16);
+  SEGKD_EXPECT_THROW_MSG(parse_precision("fp8"), "run.precision: must be one of fp32, fp16, bf16, got 'fp8'");
+  {
+    AutocastRegion region(Precision::kFp16, torch::kCPU);  // CPU stays fp32
+    EXPECT_FALSE(at::autocast::is_enabled());
+    EXPECT_FALSE(at::autocast::is_cpu_enabled());
+    auto y = torch::matmul(torch::randn({2, 3}), torch::randn({3, 2}));
+    EXPECT_EQ(y.scalar_type(), torch::kFloat);
+  }
+}
+
+TEST(Precision, WidenOutputsCastsHalfAndCopiesOnRequest) {
+  ModelOutput out;
+  out.logits = torch::randn({1, 2, 3, 3}).to(torch::kHalf);
+  out.features["layer4"] = torch::randn({1, 4, 2, 2}).to(torch::kBFloat16);
+  out.aux_logits = torch::randn({1, 2, 3, 3});
+  const auto aux = out.aux_logits;
+  const auto logits_half = out.logits;
+  widen_outputs(out, /*copy=*/false);
+  EXPECT_EQ(out.logits.scalar_type(), torch::kFloat);
+  EXPECT_EQ(out.features["layer4"].scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(out.logits, logits_half.to(torch::kFloat)));
+  EXPECT_TRUE(out.aux_logits.is_same(aux));  // fp32 kept as is
+  widen_outputs(out, /*copy=*/true);
+  EXPECT_FALSE(out.aux_logits.is_same(aux));  // copied (leaves inference mode for the teacher)
+  EXPECT_TRUE(torch::equal(out.aux_logits, aux));
+}
+
+TEST(LossScaler, DisabledIsTheIdentity) {
+  LossScaler s(false);
+  auto loss = torch::tensor(3.0);
+  EXPECT_TRUE(s.scale_loss(loss).is_same(loss));
+  auto p = torch::ones({2}).requires_grad_();
+  p.mutable_grad() = torch::full({2}, std::numeric_limits<float>::infinity());
+  EXPECT_FALSE(s.unscale({p}));  // fp32/bf16: no overflow handling, the non-finite-loss check applies instead
+  s.update(true);
+  EXPECT_EQ(s.scale(), 1.0);
+}
+
+TEST(LossScaler, ScaledStepEqualsUnscaledStepAndOverflowBacksOff) {
+  // Power-of-two scales are exact in floating point: one SGD step with the scaler gives the very same weights.
+  torch::manual_seed(3);
+  auto make = [] { return torch::nn::Sequential(torch::nn::Linear(5, 4), torch::nn::ReLU(), torch::nn::Linear(4, 3)); };
+  auto a = make(), b = make();
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    torch::NoGradGuard ng;
+    b->parameters()[i].copy_(a->parameters()[i]);
+  }
+  auto x = torch::randn({8, 5});
+  torch::optim::SGD sa(a->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  torch::optim::SGD sb(b->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  LossScaler scaler(true, LossScalerOptions{1024.0, 2.0, 0.5, 2});
+  a->forward(x).pow(2).mean().backward();
+  sa.step();
+  scaler.scale_loss(b->forward(x).pow(2).mean()).backward();
+  EXPECT_DOUBLE_EQ(b->parameters()[0].grad().abs().max().item<double>() / 1024.0,
+                   a->parameters()[0].grad().abs().max().item<double>());
+  const bool overflow = scaler.unscale(b->parameters());
+  EXPECT_FALSE(overflow);
+  scaler.update(overflow);
+  sb.step();
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    EXPECT_TRUE(torch::equal(a->parameters()[i], b->parameters()[i])) << "parameter " << i;
+  }
+  EXPECT_EQ(scaler.scale(), 1024.0);
+  EXPECT_EQ(scaler.clean_steps(), 1);
+
+  // A NaN anywhere: overflow reported, scale halved, counter reset; two clean steps then double it.
+  b->parameters()[1].mutable_grad()[0] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(scaler.unscale(b->parameters()));
+  scaler.update(true);
+  EXPECT_EQ(scaler.scale(), 512.0);
+  EXPECT_EQ(scaler.clean_steps(), 0);
+  scaler.update(false);
+  scaler.update(false);
+  EXPECT_EQ(scaler.scale(), 1024.0);
+  scaler.restore(256.0, 1);
+  EXPECT_EQ(scaler.scale(), 256.0);
+  EXPECT_EQ(scaler.clean_steps(), 1);
 }
 
 }  // namespace
