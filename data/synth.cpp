@@ -76,7 +76,18 @@ struct Surface {  // how a region or object is painted
   uint64_t salt = 0;
 };
 
-Surface random_surface(Rng& rng, int texture_id, double period) {
+/// Class palette: a base colour per class index (stuff class, or object base type offset by the stuff count).
+/// Colours are jittered per surface so they overlap between classes: colour narrows a pixel's class down, texture,
+/// shape and context decide it — a model learns the easy cue within minutes and keeps improving on the hard ones.
+void palette(int64_t key, float out[3]) {
+  static const float kBase[8][3] = {{200, 70, 60},  {70, 170, 80},  {70, 90, 200},  {210, 190, 70},
+                                    {170, 80, 190}, {70, 190, 190}, {150, 150, 150}, {230, 130, 40}};
+  const float* b = kBase[key % 8];
+  const float shift = static_cast<float>(key / 8) * 37.f;  // beyond 8 classes: rotate the palette
+  for (int k = 0; k < 3; ++k) out[k] = std::fmod(b[(k + key / 8) % 3] + shift, 230.f);
+}
+
+Surface random_surface(Rng& rng, int texture_id, double period, int64_t colour_key) {
   Surface s;
   s.texture = texture_id;
   s.period = period;
@@ -86,10 +97,12 @@ Surface random_surface(Rng& rng, int texture_id, double period) {
   s.phase_u = rng.uniform(0, 100);
   s.phase_v = rng.uniform(0, 100);
   s.salt = rng.next();
-  const double contrast = rng.uniform(45, 130);
+  float base[3];
+  palette(colour_key, base);
+  const double contrast = rng.uniform(50, 110), sign = rng.below(2) ? 1.0 : -1.0;
   for (int k = 0; k < 3; ++k) {
-    s.c0[k] = static_cast<float>(rng.uniform(20, 235));
-    const double dir = rng.uniform(-1, 1);
+    s.c0[k] = static_cast<float>(std::clamp(base[k] + rng.uniform(-45, 45), 10.0, 245.0));
+    const double dir = sign * rng.uniform(0.5, 1.0);  // every channel carries the texture, none is flat
     s.c1[k] = static_cast<float>(std::clamp(s.c0[k] + dir * contrast, 0.0, 255.0));
   }
   return s;
@@ -125,7 +138,7 @@ inline bool inside(const Object& o, double x, double y) {
 
 Sample make_scene(const Layout& L, uint64_t seed, int64_t i, int64_t H, int64_t W) {
   Rng rng(hash_key(seed, static_cast<uint64_t>(i), 0x5e17));
-  const double g = rng.uniform(0.75, 1.35);  // global texture scale: objects and textures at varied scales
+  const double g = rng.uniform(0.9, 1.5);  // global texture scale: objects and textures at varied scales
   const double m = static_cast<double>(std::min(H, W));
 
   // Stuff: warped Voronoi cells, each with a class and a surface.
@@ -137,7 +150,7 @@ Sample make_scene(const Layout& L, uint64_t seed, int64_t i, int64_t H, int64_t 
     sx[c] = rng.uniform(0, W);
     sy[c] = rng.uniform(0, H);
     scls[c] = static_cast<int64_t>(rng.below(L.stuff));
-    ssurf[c] = random_surface(rng, L.stuff_texture(scls[c]), g * L.stuff_period(scls[c]));
+    ssurf[c] = random_surface(rng, L.stuff_texture(scls[c]), g * L.stuff_period(scls[c]), scls[c]);
   }
   const double amp = rng.uniform(0.03, 0.09) * m, wave = rng.uniform(0.25, 0.6) * m;
   const double ph1 = rng.uniform(0, 2 * kPi), ph2 = rng.uniform(0, 2 * kPi);
@@ -173,14 +186,14 @@ Sample make_scene(const Layout& L, uint64_t seed, int64_t i, int64_t H, int64_t 
       const int64_t under = scls[cell_at(o.cx + warp_x[yi], o.cy + warp_y[xi])];
       o.cls = L.object_class(b, under);
       const int64_t tc = L.object_texture_class(b);
-      o.surface = random_surface(rng, L.stuff_texture(tc), g * L.stuff_period(tc));
+      o.surface = random_surface(rng, L.stuff_texture(tc), g * L.stuff_period(tc), L.stuff + b);
       objects.push_back(o);
     }
   }
 
   // Illumination gradient and noise.
   const double gx = rng.uniform(-0.25, 0.25), gy = rng.uniform(-0.25, 0.25);
-  const double noise = rng.uniform(4, 14);
+  const double noise = rng.uniform(2, 8);
   const uint64_t noise_salt = rng.next();
 
   Sample s;

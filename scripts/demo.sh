@@ -11,10 +11,9 @@ SEGKD=build/segkd
 MPIRUN=(mpirun -n 2 --oversubscribe --bind-to none)
 start=$(date +%s)
 
-mkdir -p demo/data
-[ -f demo/data/train.h5 ] || $SEGKD synth --out demo/data/train.h5 --num 2000 --size 64x64 --classes 8 --seed 1
-[ -f demo/data/val.h5 ] || $SEGKD synth --out demo/data/val.h5 --num 200 --size 64x64 --classes 8 --seed 2
-rm -rf demo/runs
+rm -rf demo && mkdir -p demo/data   # regenerated every time (under a second), so it always matches this build
+$SEGKD synth --out demo/data/train.h5 --num 2000 --size 64x64 --classes 8 --seed 1
+$SEGKD synth --out demo/data/val.h5 --num 200 --size 64x64 --classes 8 --seed 2
 
 echo "== teacher (supervised) =="
 "${MPIRUN[@]}" $SEGKD train configs/demo/teacher.toml
