@@ -324,8 +324,11 @@ int run_report(const std::vector<std::string>& run_dirs, const std::string& mark
     }
     std::string kd;
     for (auto& d : j.value("distill", json::array())) {
-      kd += (kd.empty() ? "" : "+") + fmt::format("{}(w={},τ={})", d.value("type", std::string("?")),
-                                                  d.value("weight", 0.0), d.value("tau", 0.0));
+      const auto type = d.value("type", std::string("?"));
+      const bool uses_tau = type == "logit" || type == "cwd" || type == "dist";  // the others ignore distill.tau
+      kd += (kd.empty() ? "" : "+") +
+            (uses_tau ? fmt::format("{}(w={},τ={})", type, d.value("weight", 0.0), d.value("tau", 0.0))
+                      : fmt::format("{}(w={})", type, d.value("weight", 0.0)));
     }
     auto miou = j.contains("mIoU") && j["mIoU"].is_number() ? fmt::format("{:.2f}", 100 * j["mIoU"].get<double>())
                                                           : std::string("-");

@@ -69,6 +69,9 @@ std::string per_class_json(const std::vector<double>& iou, const std::vector<std
   return per_class(iou, class_names).dump();
 }
 
+/// "pspnet-resnet18_v1c-d8": architecture, backbone and output stride (mmseg's "-d8" suffix).
+std::string model_name(const ModelConfig& m) { return str_cat(m.arch, "-", m.backbone, "-d", m.output_stride); }
+
 void write_summary(const Config& cfg, const TrainSummary& s, int world, const std::vector<std::string>& class_names) {
   json j{{"iterations", s.iterations},
          {"wall_clock_s", s.wall_clock_s},
@@ -82,8 +85,8 @@ void write_summary(const Config& cfg, const TrainSummary& s, int world, const st
          {"eval_s", s.eval_s},
          {"checkpoint_s", s.checkpoint_s},
          {"pixel_acc", s.evaluated ? json(s.eval.pixel_acc) : json(nullptr)},
-         {"student", cfg.student.arch + "-" + cfg.student.backbone},
-         {"teacher", cfg.teacher ? json(cfg.teacher->arch + "-" + cfg.teacher->backbone) : json(nullptr)}};
+         {"student", model_name(cfg.student)},
+         {"teacher", cfg.teacher ? json(model_name(*cfg.teacher)) : json(nullptr)}};
   json kd = json::array();
   for (auto& d : cfg.distill) kd.push_back(json{{"type", d.type}, {"weight", d.weight}, {"tau", d.tau}});
   j["distill"] = kd;

@@ -45,17 +45,8 @@ interval = 0
 interval = $WARM
 TOML
 mpirun -n 2 --bind-to none "$BUILD/segkd" train "$W/bench.toml" > "$W/segkd.log" 2>&1 || { cat "$W/segkd.log"; exit 1; }
-# Throughput of the windows after warm-up, weighted by iterations: images / training seconds.
-segkd_ips=$(/usr/bin/python3 - "$W/run/metrics.jsonl" "$WARM" <<'PY'
-import json, sys
-ev = [json.loads(l) for l in open(sys.argv[1]) if '"train"' in l]
-warm = int(sys.argv[2])
-first = next(e for e in ev if e["iter"] == warm)
-last = ev[-1]
-imgs = (last["iter"] - first["iter"]) * 2 * 2
-print(f"{imgs / (last['train_s'] - first['train_s']):.3f}")
-PY
-)
+# Throughput after warm-up: images / training seconds (2 ranks x batch 2).
+segkd_ips=$(/usr/bin/python3 bench/train/throughput.py "$W/run/metrics.jsonl" "$WARM" 4)
 peer=$(mpirun -n 2 --bind-to none /usr/bin/python3 bench/train/pytorch_kd_step.py --warmup $WARM --iters "$ITERS" | awk '/pytorch_images_per_s/ {print $2}')
 echo "KD train step, PSPNet-R18 <- PSPNet-R101, 128x256, 2 ranks x batch 2, $ITERS timed iterations"
 echo "segkd:   $segkd_ips images/s"

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -212,11 +213,12 @@ TEST_F(E2E, KilledAndResumedRunEndsWithIdenticalWeights) {
 
 TEST_F(E2E, OneRankBatchFourMatchesTwoRanksBatchTwo) {
   // Same global batch (the sampler interleaves ranks), SyncBatchNorm, no dropout, no random rescale, through the
-  // whole product (loader, trainer, reducer, logging). In float the runs separate slowly: rounding differs between
-  // the synchronised and the local BatchNorm, a near-zero ReLU flips, and early training amplifies it (the same
-  // happens between 1 and 2 threads, from a smaller start). Exact equivalence is asserted in double precision by
-  // tests/mpi/train (1e-9 over 5 steps); here the float curves must agree to 1e-3 for the first 3 iterations and
-  // stay within 2e-2 after that, with a small learning rate that keeps the amplification low.
+  // whole product (loader, trainer, reducer, logging). Iteration 1 differs only by summation order. After that the
+  // float runs separate: the pyramid-pooling 1x1 bin normalises only N values per channel, so BatchNorm is
+  // ill-conditioned there and rounding differences (local float BatchNorm vs synchronised double sums) grow to about
+  // 1e-3 by iteration 4 (the same happens between 1 and 2 threads). Exact equivalence is asserted in double precision
+  // by tests/mpi/train (1e-9 over 5 steps); here the float losses must agree to 1e-5 at iteration 1 and to 1e-3
+  // relative at every iteration (measured: 1.8e-7, 2.7e-5, 2.7e-4, 1.2e-3, 3.8e-4 absolute on losses near 1.7).
   auto one = config("b1x4", "", 5);
   auto two = config("b2x2", "", 5);
   auto fix = [](std::string text, int batch) {
@@ -241,8 +243,7 @@ TEST_F(E2E, OneRankBatchFourMatchesTwoRanksBatchTwo) {
   ASSERT_EQ(la.size(), 5u);
   ASSERT_EQ(lb.size(), 5u);
   EXPECT_NEAR(la[0], lb[0], 1e-5);  // same weights, same samples: only summation order differs
-  for (size_t i = 1; i < 3; ++i) EXPECT_NEAR(la[i], lb[i], 1e-3) << "iteration " << i + 1;
-  for (size_t i = 3; i < 5; ++i) EXPECT_NEAR(la[i], lb[i], 2e-2) << "iteration " << i + 1;
+  for (size_t i = 1; i < 5; ++i) EXPECT_NEAR(la[i], lb[i], 1e-3 * std::fabs(la[i])) << "iteration " << i + 1;
 }
 
 struct BadInput {
