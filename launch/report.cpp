@@ -7,12 +7,17 @@ Command add_report(CLI::App& root) {
   auto* app = root.add_subcommand("report", "Tabulate finished runs (their summary.json) as markdown");
   struct Args {
     std::vector<std::string> dirs;
-    std::string out;
+    std::string out, panel;
+    int64_t panel_images = 4;
   };
   auto a = std::make_shared<Args>();
   app->add_option("run_dirs", a->dirs, "Run directories")->required();
   app->add_option("--out", a->out, "Also write the table to this markdown file");
-  return {app, [a] { return train::run_report(a->dirs, a->out); }, false};
+  app->add_option("--panel", a->panel,
+                  "Also write a PNG: validation images, ground truth and each run's prediction side by side "
+                  "(latest checkpoint of each run)");
+  app->add_option("--panel-images", a->panel_images, "Rows of the panel")->check(CLI::Range(1, 64));
+  return {app, [a] { return train::run_report(a->dirs, a->out, a->panel, a->panel_images); }, false};
 }
 
 }  // namespace segkd::launch

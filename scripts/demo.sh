@@ -26,5 +26,5 @@ done
 echo
 echo "== demo results: synthetic 8-class scenes, 2 MPI ranks, students under the same training budget =="
 $SEGKD report demo/runs/teacher demo/runs/student demo/runs/student_logit_kd demo/runs/student_feature_kd \
-  --out demo/results.md
-echo "demo finished in $(( $(date +%s) - start )) s (results also in demo/results.md)"
+  --out demo/results.md --panel demo/panel.png --panel-images 6
+echo "demo finished in $(( $(date +%s) - start )) s (results also in demo/results.md, predictions in demo/panel.png)"

@@ -308,7 +308,82 @@ int run_info(const ConfigArgs& c) {
   return 0;
 }
 
-int run_report(const std::vector<std::string>& run_dirs, const std::string& markdown_out) {
+namespace {
+
+/// Reads a finished run's resolved config and its latest checkpoint's student (eval mode).
+std::pair<Config, models::Segmentor> load_run(const std::string& dir) {
+  const auto config = (fs::path(dir) / "config.toml").string();
+  if (!fs::exists(config)) throw InputError(str_cat("no config.toml in ", dir, " (is it a segkd run directory?)"));
+  auto cfg = load_config(config, {});
+  const auto latest = (fs::path(dir) / "checkpoints" / "latest").string();
+  std::ifstream in(latest);
+  std::string name;
+  if (!(in >> name)) throw InputError(str_cat("no checkpoint in ", dir, " (", latest, " is missing or empty)"));
+  return {cfg, load_student(cfg, (fs::path(dir) / "checkpoints" / name).string())};
+}
+
+/// The panel of `segkd report --panel`: one row per validation image (the first run's data.val); columns: image,
+/// ground truth, then each run's prediction, all in the dataset palette, tiles enlarged to >= 128 px.
+void write_panel(const std::vector<std::string>& run_dirs, const std::string& out, int64_t count) {
+  std::vector<std::pair<Config, models::Segmentor>> runs;
+  for (const auto& dir : run_dirs) runs.push_back(load_run(dir));
+  const Config& first = runs.front().first;
+  if (first.data.val.empty()) throw InputError(str_cat(run_dirs.front(), "/config.toml: data.val is empty, no images to show"));
+  for (size_t r = 1; r < runs.size(); ++r) {
+    if (runs[r].first.data.num_classes != first.data.num_classes) {
+      throw InputError(str_cat("--panel: ", run_dirs[r], " predicts ", runs[r].first.data.num_classes,
+                               " classes, ", run_dirs.front(), " ", first.data.num_classes));
+    }
+  }
+  data::H5Dataset val(first.data.val);
+  const auto palette = palette_for(first);
+  const auto aug = data::AugmentOptions::from(first.data);
+  count = std::min<int64_t>(count, val.size());
+  std::vector<data::Sample> samples;
+  int64_t tile_h = 0, tile_w = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    samples.push_back(val.get(i * val.size() / count));  // spread over the set
+    tile_h = std::max(tile_h, samples.back().height);
+    tile_w = std::max(tile_w, samples.back().width);
+  }
+  const int64_t zoom = std::max<int64_t>(1, 128 / std::max<int64_t>(1, std::min(tile_h, tile_w)));
+  const int64_t gap = 4, cols = 2 + static_cast<int64_t>(runs.size());
+  data::Image panel{count * (tile_h * zoom + gap) + gap, cols * (tile_w * zoom + gap) + gap, 3, {}};
+  panel.pixels.assign(static_cast<size_t>(panel.height * panel.width * 3), 255);
+  auto paste = [&](int64_t row, int64_t col, const data::Sample& s, auto rgb_at) {
+    const int64_t y0 = gap + row * (tile_h * zoom + gap), x0 = gap + col * (tile_w * zoom + gap);
+    for (int64_t y = 0; y < s.height * zoom; ++y) {
+      for (int64_t x = 0; x < s.width * zoom; ++x) {
+        const auto rgb = rgb_at((y / zoom) * s.width + x / zoom);
+        for (int k = 0; k < 3; ++k) panel.pixels[((y0 + y) * panel.width + x0 + x) * 3 + k] = rgb[k];
+      }
+    }
+  };
+  auto class_colour = [&](int64_t c) {
+    return c == first.data.ignore_index ? std::array<uint8_t, 3>{0, 0, 0} : palette[c % palette.size()];
+  };
+  torch::NoGradGuard no_grad;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& s = samples[i];
+    paste(i, 0, s, [&](int64_t p) { return std::array<uint8_t, 3>{s.image[p * 3], s.image[p * 3 + 1], s.image[p * 3 + 2]}; });
+    paste(i, 1, s, [&](int64_t p) { return class_colour(s.label[p]); });
+    const auto image = data::to_tensors(s, aug).first.unsqueeze(0);
+    for (size_t r = 0; r < runs.size(); ++r) {
+      auto pred = infer_logits(runs[r].second, image, runs[r].first.eval).argmax(1).squeeze(0).contiguous();
+      const auto* ids = pred.data_ptr<int64_t>();
+      paste(i, 2 + static_cast<int64_t>(r), s, [&](int64_t p) { return class_colour(ids[p]); });
+    }
+  }
+  data::write_png(out, panel);
+  std::string columns = "image | ground truth";
+  for (const auto& [cfg, model] : runs) columns += " | " + cfg.run.name;
+  std::cout << "\nwrote " << out << ": " << count << " validation images; columns: " << columns << "\n";
+}
+
+}  // namespace
+
+int run_report(const std::vector<std::string>& run_dirs, const std::string& markdown_out, const std::string& panel,
+               int64_t panel_images) {
   std::string md =
       "| run | student | teacher | KD | iterations | train time | img/s | mIoU |\n"
       "|---|---|---|---|---|---|---|---|\n";
@@ -340,6 +415,7 @@ int run_report(const std::vector<std::string>& run_dirs, const std::string& mark
   }
   std::cout << md;
   if (!markdown_out.empty()) write_file_atomic(markdown_out, md);
+  if (!panel.empty()) write_panel(run_dirs, panel, panel_images);
   return 0;
 }
 

@@ -24,7 +24,10 @@ int run_export(const std::string& checkpoint, const std::string& out);
 int run_sweep(const ConfigArgs& c, const std::vector<std::string>& grid, const std::string& work_dir);
 /// `segkd info CONFIG`: resolved config, parameter counts, FLOPs per image, dataset sizes.
 int run_info(const ConfigArgs& c);
-/// `segkd report RUN_DIR...`: a table of the runs' summary.json (name, models, KD, iterations, time, mIoU).
-int run_report(const std::vector<std::string>& run_dirs, const std::string& markdown_out);
+/// `segkd report RUN_DIR... [--out MD] [--panel PNG]`: a table of the runs' summary.json (name, models, KD,
+/// iterations, time, mIoU); with `panel`, a PNG of `panel_images` validation images, their ground truth and each
+/// run's prediction side by side.
+int run_report(const std::vector<std::string>& run_dirs, const std::string& markdown_out, const std::string& panel = "",
+               int64_t panel_images = 4);
 
 }  // namespace segkd::train

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "data/dataset.h"
 #include "data/image_io.h"
 #include "tests/testing/testing.h"
 #include "train/checkpoint.h"
@@ -85,8 +86,9 @@ class E2E : public ::testing::Test {
   }
 
   static std::string kd_extra() {
-    return "[teacher]\narch = \"pspnet\"\nbackbone = \"resnet18_v1c\"\nweights = \"" + teacher_checkpoint() +
-           "\"\n[[distill]]\ntype = \"logit\"\nweight = 1.0\ntau = 2.0\n";
+    // concurrent: the worker-thread teacher runs through the e2e tests too (the default is inline).
+    return "[teacher]\narch = \"pspnet\"\nbackbone = \"resnet18_v1c\"\nconcurrent = true\nweights = \"" +
+           teacher_checkpoint() + "\"\n[[distill]]\ntype = \"logit\"\nweight = 1.0\ntau = 2.0\n";
   }
 
   static std::vector<json> metrics(const std::string& run) {
@@ -168,6 +170,29 @@ TEST_F(E2E, DistillationRunWritesTheRunDirectory) {
   EXPECT_EQ(color.height, 37);
   EXPECT_EQ(color.width, 53);
   for (auto v : ids.pixels) ASSERT_LT(v, 5);
+
+  // report tabulates the runs and draws the panel: 3 rows of 64x80 validation images enlarged 2x, 4 columns (image,
+  // ground truth, two runs), 4 px gaps; the ground-truth tile is the label in the dataset palette.
+  std::string report_out;
+  ASSERT_EQ(run_command(segkd_bin() + " report " + run + " " + dir_->file("runs/teacher") + " --out " +
+                            dir_->file("report.md") + " --panel " + dir_->file("panel.png") + " --panel-images 3",
+                        &report_out),
+            0)
+      << report_out;
+  const auto table = read_text(dir_->file("report.md"));
+  EXPECT_NE(table.find("| kd | pspnet-resnet18_v1c-d8 | pspnet-resnet18_v1c-d8 | logit(w=1,τ=2) | 6 |"),
+            std::string::npos) << table;
+  EXPECT_NE(table.find("| teacher | pspnet-resnet18_v1c-d8 | - | - | 4 |"), std::string::npos) << table;
+  auto panel = segkd::data::read_image(dir_->file("panel.png"));
+  EXPECT_EQ(panel.height, 3 * (128 + 4) + 4);
+  EXPECT_EQ(panel.width, 4 * (160 + 4) + 4);
+  segkd::data::H5Dataset val({dir_->file("val.h5")});
+  const auto first = val.get(0);
+  const auto& colour = val.info().palette[first.label[0]];
+  const int64_t gt_x = 4 + (160 + 4) + 1, gt_y = 4 + 1;  // inside the ground-truth tile of row 0
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(panel.pixels[(gt_y * panel.width + gt_x) * 3 + k], colour[k]);
+  EXPECT_NE(run_command(segkd_bin() + " report " + dir_->file("predict_in"), &report_out), 0);
+  EXPECT_NE(report_out.find("no summary.json in"), std::string::npos) << report_out;
 
   // export writes a state_dict that PyTorch loads, with the student's mmseg key names and shapes.
   std::string exp_out;

@@ -15,6 +15,7 @@
 #include "train/precision.h"
 #include "train/progress.h"
 #include "train/schedule.h"
+#include "train/teacher_runner.h"
 
 namespace fs = std::filesystem;
 using segkd::testing::tensors_close;
@@ -180,6 +181,33 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   EXPECT_TRUE(state.count("decode_head.conv_seg.weight"));
   EXPECT_TRUE(state.count("backbone.layer1.0.bn1.running_mean"));
   EXPECT_FALSE(state.count("terms.0.proj.0.0.weight"));
+}
+
+TEST(TeacherRunner, ConcurrentEqualsInlineAndReturnsOnlyWhatIsRequested) {
+  torch::manual_seed(5);
+  ModelConfig mc;
+  auto teacher = models::build_model(mc, 4);
+  models::prepare_teacher(teacher, /*fold_bn=*/true);
+  OutputRequest request;
+  request.logits = true;
+  request.aux_logits = false;
+  request.features = {"layer4"};
+  TeacherRunner inline_runner(teacher, request, /*concurrent=*/false, 1);
+  TeacherRunner worker_runner(teacher, request, /*concurrent=*/true, 1);
+  for (int step = 0; step < 3; ++step) {
+    auto images = torch::randn({2, 3, 32, 32});
+    inline_runner.start(images);
+    worker_runner.start(images);
+    auto a = inline_runner.wait(), b = worker_runner.wait();
+    ASSERT_TRUE(a.logits.defined());
+    EXPECT_FALSE(a.aux_logits.defined());  // not requested, not computed
+    EXPECT_TRUE(torch::equal(a.logits, b.logits)) << "step " << step;
+    EXPECT_TRUE(torch::equal(a.features.at("layer4"), b.features.at("layer4"))) << "step " << step;
+    EXPECT_FALSE(b.logits.is_inference());  // usable in the KD terms' autograd graph
+  }
+  // A failure on the worker thread reaches the trainer's thread.
+  worker_runner.start(torch::randn({2, 5, 32, 32}));
+  EXPECT_ANY_THROW(worker_runner.wait());
 }
 
 TEST(Precision, ParsesNamesAndAutocastIsCudaOnly) {
