@@ -13,7 +13,7 @@ PACKAGES=(
   libtomlplusplus-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   libpng-dev libjpeg-dev                     # image codecs (VOC palette PNGs are read as indices)
   libgtest-dev
-  python3-torch python3-numpy                # /usr/bin/python3 parity tests and PyTorch peer benchmarks
+  python3-torch python3-numpy python3-h5py   # /usr/bin/python3: parity tests, h5py reads our HDF5, PyTorch peer benchmarks
 )
 
 missing=()
