@@ -47,7 +47,7 @@ struct ModelConfig {
   int64_t output_stride = 8;              ///< 8 | 16
   bool sync_bn = true;                    ///< student only: SyncBatchNorm when world > 1
   // teacher only
-  bool concurrent = false;  ///< teacher forward on a worker thread, overlapping the student forward (README)
+  bool concurrent = false;  ///< teacher forward on a worker thread (and a second CUDA stream on GPU) (README)
   bool fold_bn = true;     ///< fold BatchNorm into the preceding convolution
 };
 

@@ -12,6 +12,7 @@ TeacherRunner::TeacherRunner(models::Segmentor teacher, OutputRequest request, b
       threads_(threads),
       precision_(precision),
       device_(device) {
+  if (concurrent_ && device_.is_cuda()) stream_ = std::make_unique<TeacherStream>(device_);
   if (concurrent_) worker_ = std::thread([this] { loop(); });
 }
 
@@ -54,7 +55,7 @@ void TeacherRunner::loop() {
     ModelOutput out;
     std::exception_ptr error;
     try {
-      out = run(job);
+      out = stream_ ? stream_->run([&] { return run(job); }) : run(job);
     } catch (...) {
       error = std::current_exception();
     }
@@ -73,6 +74,7 @@ void TeacherRunner::start(const torch::Tensor& images) {
     pending_ = images;
     return;
   }
+  if (stream_) stream_->fork();
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_ = images;
@@ -92,6 +94,7 @@ ModelOutput TeacherRunner::wait() {
   cv_.wait(lock, [this] { return has_result_; });
   has_result_ = false;
   if (error_) std::rethrow_exception(error_);
+  if (stream_) stream_->join(result_);
   return std::move(result_);
 }
 

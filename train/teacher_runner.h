@@ -1,8 +1,9 @@
 #pragma once
 /// TeacherRunner: the frozen teacher's forward pass, optionally concurrent with the student's.
 ///
-/// On CPU the teacher runs on a persistent worker thread with its own intra-op thread count, in inference mode;
-/// its outputs are cloned out of inference mode so KD terms can save them for backward. Only the outputs the KD
+/// Concurrent mode runs the teacher on a persistent worker thread, in inference mode: on CPU with its own intra-op
+/// thread count, on CUDA on a second stream (TeacherStream), so the two forwards overlap on the device. Its outputs
+/// are cloned out of inference mode so KD terms can save them for backward. Only the outputs the KD
 /// terms asked for are computed (e.g. no auxiliary head; no decode head when only backbone features are used).
 /// Concurrency pays only where there are idle cores for it (see README "Teacher concurrency"); with one core per
 /// rank it time-slices and gains nothing, so `teacher.concurrent = false` runs it inline.
@@ -16,6 +17,7 @@
 #include "common/model_output.h"
 #include "models/segmentor.h"
 #include "train/precision.h"
+#include "train/teacher_stream.h"
 
 namespace segkd::train {
 
@@ -46,6 +48,7 @@ class TeacherRunner {
   int threads_;
   Precision precision_;
   torch::Device device_;
+  std::unique_ptr<TeacherStream> stream_;  ///< concurrent mode on CUDA
   std::thread worker_;
   std::mutex mu_;
   std::condition_variable cv_;

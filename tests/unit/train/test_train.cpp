@@ -1,12 +1,15 @@
 // train/: schedules, metrics from a confusion matrix, sliding-window inference, checkpoints, loss scaling.
 #include <ATen/autocast_mode.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <thread>
 
 #include "common/config.h"
+#include "common/error.h"
 #include "losses/objective.h"
 #include "models/segmentor.h"
 #include "tests/testing/testing.h"
@@ -16,6 +19,7 @@
 #include "train/progress.h"
 #include "train/schedule.h"
 #include "train/teacher_runner.h"
+#include "train/teacher_stream.h"
 
 namespace fs = std::filesystem;
 using segkd::testing::tensors_close;
@@ -208,6 +212,81 @@ TEST(TeacherRunner, ConcurrentEqualsInlineAndReturnsOnlyWhatIsRequested) {
   // A failure on the worker thread reaches the trainer's thread.
   worker_runner.start(torch::randn({2, 5, 32, 32}));
   EXPECT_ANY_THROW(worker_runner.wait());
+}
+
+/// A stream backend that only writes down what it is asked to do, registered for PrivateUse1 so TeacherStream's
+/// ordering of streams and events is checked without a GPU (CUDA goes through the same c10 interface).
+std::vector<std::string>& stream_log() {
+  static std::vector<std::string> log;
+  return log;
+}
+thread_local c10::StreamId current_stream = 0;
+
+struct LoggingStreamBackend final : c10::impl::DeviceGuardImplInterface {
+  static constexpr c10::DeviceType kType = c10::DeviceType::PrivateUse1;
+  c10::DeviceType type() const override { return kType; }
+  c10::Device exchangeDevice(c10::Device d) const override { return d; }
+  c10::Device getDevice() const override { return {kType, 0}; }
+  void setDevice(c10::Device) const override {}
+  void uncheckedSetDevice(c10::Device) const noexcept override {}
+  c10::Stream getStream(c10::Device d) const noexcept override {
+    return c10::Stream(c10::Stream::UNSAFE, d, current_stream);
+  }
+  c10::Stream getStreamFromGlobalPool(c10::Device d, bool) const override {
+    return c10::Stream(c10::Stream::UNSAFE, d, /*id=*/7);
+  }
+  c10::Stream exchangeStream(c10::Stream s) const noexcept override {
+    auto old = getStream(s.device());
+    current_stream = s.id();
+    return old;
+  }
+  void record(void** event, const c10::Stream& s, const c10::DeviceIndex, const c10::EventFlag) const override {
+    static int next = 0;
+    if (*event == nullptr) *event = new int(++next);
+    stream_log().push_back(str_cat("record e", *static_cast<int*>(*event), " on s", s.id()));
+  }
+  void block(void* event, const c10::Stream& s) const override {
+    stream_log().push_back(str_cat("wait e", *static_cast<int*>(event), " on s", s.id()));
+  }
+  void destroyEvent(void* event, const c10::DeviceIndex) const noexcept override { delete static_cast<int*>(event); }
+  void recordDataPtrOnStream(const c10::DataPtr& p, const c10::Stream& s) const override {
+    stream_log().push_back(str_cat("use ", p.get(), " on s", s.id()));
+  }
+  c10::DeviceIndex deviceCount() const noexcept override { return 1; }
+};
+C10_REGISTER_GUARD_IMPL(PrivateUse1, LoggingStreamBackend);
+
+TEST(TeacherStream, TeacherWaitsForTheBatchAndTrainerWaitsForTheTeacher) {
+  TeacherStream stream(c10::Device(c10::DeviceType::PrivateUse1, 0));
+  EXPECT_EQ(stream.stream().id(), 7);
+  for (int step = 0; step < 2; ++step) {
+    stream_log().clear();
+    stream.fork();  // trainer thread, on its current stream 0
+    ModelOutput out;
+    std::thread worker([&] {
+      out = stream.run([&] {
+        stream_log().push_back(str_cat("forward on s", current_stream));
+        ModelOutput o;
+        o.logits = torch::zeros({2, 3});
+        o.features["layer4"] = torch::ones({4});
+        return o;
+      });
+      stream_log().push_back(str_cat("worker back on s", current_stream));
+    });
+    worker.join();
+    stream.join(out);
+    const std::vector<std::string> expected{
+        "record e1 on s0",  // after the batch copy queued on the trainer's stream
+        "wait e1 on s7",    // the teacher's stream waits for it
+        "forward on s7",    // the teacher's kernels go to the side stream
+        "record e2 on s7",
+        "worker back on s0",  // the side stream was current only for the call
+        "wait e2 on s0",      // the student's loss waits for the teacher
+        str_cat("use ", out.logits.data_ptr(), " on s0"),
+        str_cat("use ", out.features.at("layer4").data_ptr(), " on s0"),
+    };
+    EXPECT_EQ(stream_log(), expected) << "step " << step;
+  }
 }
 
 TEST(Precision, ParsesNamesAndAutocastIsCudaOnly) {
