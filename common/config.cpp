@@ -227,7 +227,8 @@ template <>
 const std::vector<Field<LossConfig>>& fields<LossConfig>() {
   using S = LossConfig;
   static const std::vector<Field<S>> f{
-      {"aux_weight", &S::aux_weight}, {"class_weights", &S::class_weights}, {"skip_nonfinite", &S::skip_nonfinite}};
+      {"aux_weight", &S::aux_weight}, {"class_weights", &S::class_weights}, {"skip_nonfinite", &S::skip_nonfinite},
+      {"max_skipped_steps", &S::max_skipped_steps}};
   return f;
 }
 
@@ -811,6 +812,7 @@ void validate(const Config& cfg, const Checker& check) {
   if (cfg.teacher) validate_model(*cfg.teacher, "teacher", check);
 
   check(cfg.loss.aux_weight >= 0, "loss.aux_weight", "must be >= 0");
+  check(cfg.loss.max_skipped_steps >= 1, "loss.max_skipped_steps", "must be >= 1");
   if (!cfg.loss.class_weights.empty()) {
     check(static_cast<int64_t>(cfg.loss.class_weights.size()) == d.num_classes, "loss.class_weights",
           str_cat("must have data.num_classes (", d.num_classes, ") entries"));

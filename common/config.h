@@ -55,6 +55,7 @@ struct LossConfig {
   double aux_weight = 0.4;
   std::vector<double> class_weights;  ///< empty = unweighted
   bool skip_nonfinite = false;        ///< skip a step whose loss is NaN/inf instead of stopping
+  int64_t max_skipped_steps = 10;     ///< with skip_nonfinite: stop after this many non-finite steps in a row
 };
 
 /// One `[[distill]]` table: a KD term and its options (options not used by `type` keep their defaults).

@@ -298,6 +298,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   };
 
   int64_t iter = start_iter;
+  int64_t skipped_in_a_row = 0;  // loss.skip_nonfinite
   while (true) {
     // Budget mode: every rank follows rank 0's clock, so all stop at the same iteration with the same lr.
     double progress;
@@ -349,7 +350,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
           break;
         }
       }
-      throw Error(str_cat("non-finite loss at iteration ", iter, ": term '", bad, "' = ", bad_value,
+      throw Error(str_cat("non-finite loss at iteration ", iter + 1, ": term '", bad, "' = ", bad_value,
                           " (set loss.skip_nonfinite = true to skip such steps)"));
     }
     optimizer->zero_grad();
@@ -369,7 +370,18 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
       auto flag = torch::tensor({finite ? 0.0 : 1.0}, torch::kDouble).to(device);
       comm->all_reduce(flag, dist::ReduceOp::kMax);
       skip = flag.item<double>() > 0;
-      if (skip) spdlog::warn("iteration {}: non-finite loss on some rank, step skipped", iter);
+      if (skip) {
+        spdlog::warn("iteration {}: non-finite loss on some rank, step skipped", iter + 1);
+        // Skipping gets past a bad batch, not past a model that has diverged: that one fails every step. Every
+        // rank counts the same skips (the flag is all-reduced), so all stop together.
+        if (++skipped_in_a_row >= cfg.loss.max_skipped_steps) {
+          throw Error(str_cat("non-finite loss in ", skipped_in_a_row, " steps in a row (iterations ",
+                              iter + 2 - skipped_in_a_row, "-", iter + 1, ", loss.max_skipped_steps = ",
+                              cfg.loss.max_skipped_steps, "): training has diverged; lower optimizer.lr"));
+        }
+      } else {
+        skipped_in_a_row = 0;
+      }
     }
     if (!skip && !overflow) optimizer->step();
     ++iter;

@@ -271,6 +271,24 @@ TEST_F(E2E, OneRankBatchFourMatchesTwoRanksBatchTwo) {
   for (size_t i = 1; i < 5; ++i) EXPECT_NEAR(la[i], lb[i], 1e-3) << "iteration " << i + 1;
 }
 
+TEST_F(E2E, NonFiniteLossStopsNamingIterationAndTerm) {
+  // lr 1e30 overflows the weights in the first step, so the second step's loss is NaN on both ranks.
+  auto cfg = write_config("nan", config("nan", ""));
+  std::string out;
+  EXPECT_NE(run_command(mpirun(2) + segkd_bin() + " train " + cfg + " --set optimizer.lr=1e30", &out), 0);
+  EXPECT_NE(out.find("non-finite loss at iteration 2: term 'ce'"), std::string::npos) << out;
+  // Skipping gets past a bad batch, but a diverged model fails every step: after loss.max_skipped_steps in a row
+  // the run stops and says why.
+  EXPECT_NE(run_command(mpirun(2) + segkd_bin() + " train " + cfg +
+                            " --set optimizer.lr=1e30 --set loss.skip_nonfinite=true --set loss.max_skipped_steps=3",
+                        &out),
+            0);
+  EXPECT_NE(out.find("iteration 2: non-finite loss on some rank, step skipped"), std::string::npos) << out;
+  EXPECT_NE(out.find("non-finite loss in 3 steps in a row (iterations 2-4, loss.max_skipped_steps = 3)"),
+            std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir_->file("runs/nan/summary.json")));
+}
+
 struct BadInput {
   std::string name, text, args, expected;
 };
