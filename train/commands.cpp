@@ -117,11 +117,8 @@ int run_eval(const ConfigArgs& c, const std::string& weights, const std::string&
   if (cfg.data.val.empty()) throw ConfigError("data.val is empty: nothing to evaluate");
   const torch::Device device = dist::local_device();
   auto comm = dist::make_communicator(cfg.distributed, device);
-  data::H5Dataset val(cfg.data.val);
-  if (val.info().num_classes != cfg.data.num_classes) {
-    throw ConfigError(str_cat("data.num_classes = ", cfg.data.num_classes, " but dataset ", val.files().front(),
-                              " has ", val.info().num_classes, " classes"));
-  }
+  auto val_set = open_dataset(cfg.data.val, cfg.data.num_classes);
+  const auto& val = *val_set;
   auto model = load_student(cfg, weights);
   model->to(device);
   auto r = evaluate(model, val, data::AugmentOptions::from(cfg.data), cfg.eval, *comm, cfg.data.ignore_index);

@@ -133,6 +133,15 @@ int64_t fault_iteration(int rank) {
 
 }  // namespace
 
+std::unique_ptr<data::H5Dataset> open_dataset(const std::vector<std::string>& files, int64_t num_classes) {
+  auto ds = std::make_unique<data::H5Dataset>(files);
+  if (ds->info().num_classes != num_classes) {
+    throw ConfigError(str_cat("data.num_classes = ", num_classes, " but dataset ", ds->files().front(), " has ",
+                              ds->info().num_classes, " classes"));
+  }
+  return ds;
+}
+
 int configure_threads(int64_t threads, int local_size) {
   int n = static_cast<int>(threads);
   if (n <= 0) {
@@ -167,19 +176,9 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
                comm->backend());
 
   // Data.
-  auto train_set = std::make_shared<const data::H5Dataset>(cfg.data.train);
-  if (train_set->info().num_classes != cfg.data.num_classes) {
-    throw ConfigError(str_cat("data.num_classes = ", cfg.data.num_classes, " but dataset ", train_set->files().front(),
-                              " has ", train_set->info().num_classes, " classes"));
-  }
+  std::shared_ptr<const data::H5Dataset> train_set = open_dataset(cfg.data.train, cfg.data.num_classes);
   std::unique_ptr<data::H5Dataset> val_set;
-  if (!cfg.data.val.empty()) {
-    val_set = std::make_unique<data::H5Dataset>(cfg.data.val);
-    if (val_set->info().num_classes != cfg.data.num_classes) {
-      throw ConfigError(str_cat("data.num_classes = ", cfg.data.num_classes, " but dataset ",
-                                val_set->files().front(), " has ", val_set->info().num_classes, " classes"));
-    }
-  }
+  if (!cfg.data.val.empty()) val_set = open_dataset(cfg.data.val, cfg.data.num_classes);
   const auto aug = data::AugmentOptions::from(cfg.data);
   const int64_t nc = cfg.data.num_classes;
 

@@ -1,9 +1,11 @@
 #pragma once
 /// The distillation training loop (DESIGN.md "Data flow of one training step").
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
+#include "data/dataset.h"
 #include "train/evaluator.h"
 
 namespace segkd::train {
@@ -26,6 +28,9 @@ struct TrainSummary {
 /// Trains the student of `cfg` (with the teacher's KD terms if `[teacher]` is set) on every rank of the MPI job
 /// (dist::init must have run), writing the run directory of DESIGN.md. Throws segkd::Error on bad input.
 TrainSummary train(const Config& cfg, const TrainOptions& options = {});
+
+/// Opens the dataset of `files` (data.train or data.val) and checks it has data.num_classes classes.
+std::unique_ptr<data::H5Dataset> open_dataset(const std::vector<std::string>& files, int64_t num_classes);
 
 /// Sets intra-op threads (OpenMP and OpenBLAS) for this rank: `threads` > 0, else cores / ranks on this node.
 int configure_threads(int64_t threads, int local_size);
