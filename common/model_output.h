@@ -33,4 +33,16 @@ struct ModelOutput {
   std::map<std::string, torch::Tensor> features;  ///< requested named features
 };
 
+/// Calls `fn(tensor)` on every defined tensor of `out` (logits, aux_logits, each feature); `Out` is ModelOutput or
+/// const ModelOutput. Code that must treat all outputs alike (precision casts, stream bookkeeping) goes through
+/// here, so a field added to ModelOutput cannot be missed by one of them.
+template <typename Out, typename Fn>
+void for_each_tensor(Out& out, Fn&& fn) {
+  if (out.logits.defined()) fn(out.logits);
+  if (out.aux_logits.defined()) fn(out.aux_logits);
+  for (auto& kv : out.features) {
+    if (kv.second.defined()) fn(kv.second);
+  }
+}
+
 }  // namespace segkd

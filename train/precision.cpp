@@ -45,17 +45,13 @@ AutocastRegion::~AutocastRegion() {
 }
 
 void widen_outputs(ModelOutput& out, bool copy) {
-  auto widen = [copy](torch::Tensor& t) {
-    if (!t.defined()) return;
+  for_each_tensor(out, [copy](torch::Tensor& t) {
     if (t.scalar_type() == torch::kHalf || t.scalar_type() == torch::kBFloat16) {
       t = t.to(torch::kFloat);
     } else if (copy) {
       t = t.clone();
     }
-  };
-  widen(out.logits);
-  widen(out.aux_logits);
-  for (auto& kv : out.features) widen(kv.second);
+  });
 }
 
 LossScaler::LossScaler(bool enabled, Options options)

@@ -27,12 +27,7 @@ ModelOutput TeacherStream::run(const std::function<ModelOutput()>& forward) {
 
 void TeacherStream::join(const ModelOutput& out) {
   done_.block(trainer_);
-  auto keep = [&](const torch::Tensor& t) {
-    if (t.defined()) impl_.recordDataPtrOnStream(t.storage().data_ptr(), trainer_);
-  };
-  keep(out.logits);
-  keep(out.aux_logits);
-  for (const auto& [name, t] : out.features) keep(t);
+  for_each_tensor(out, [&](const torch::Tensor& t) { impl_.recordDataPtrOnStream(t.storage().data_ptr(), trainer_); });
 }
 
 }  // namespace segkd::train
