@@ -42,6 +42,8 @@ class PSPHeadImpl : public DecodeHeadImpl {
  public:
   explicit PSPHeadImpl(const HeadOptions& options, std::vector<int64_t> pool_scales = {1, 2, 3, 6});
   torch::Tensor forward_feature(const torch::Tensor& x) override;
+  /// Output sizes of the pyramid's adaptive average pools, one per `psp_modules.K`.
+  const std::vector<int64_t>& pool_scales() const { return scales_; }
 
  private:
   std::vector<int64_t> scales_;
