@@ -219,7 +219,7 @@ const std::vector<Field<ModelConfig>>& fields<ModelConfig>() {
       {"arch", &S::arch},         {"backbone", &S::backbone}, {"pretrained", &S::pretrained},
       {"weights", &S::weights},   {"aux_head", &S::aux_head}, {"dropout", &S::dropout},
       {"output_stride", &S::output_stride}, {"sync_bn", &S::sync_bn}, {"concurrent", &S::concurrent},
-      {"fold_bn", &S::fold_bn}};
+      {"fold_bn", &S::fold_bn},   {"precision", &S::precision}, {"calibration_batches", &S::calibration_batches}};
   return f;
 }
 
@@ -764,6 +764,14 @@ void validate_model(const ModelConfig& m, const std::string& p, const Checker& c
                p + ".backbone");
   check(m.dropout >= 0 && m.dropout < 1, p + ".dropout", "must be in [0, 1)");
   check(m.output_stride == 8 || m.output_stride == 16, p + ".output_stride", "must be 8 or 16");
+  if (p == "student") {
+    check(m.precision.empty(), p + ".precision", "applies to the teacher only; the student follows run.precision");
+  } else {
+    check(m.precision.empty() || m.precision == "fp32" || m.precision == "int8" || m.precision == "fp16" ||
+              m.precision == "bf16",
+          p + ".precision", "must be one of fp32|int8|fp16|bf16 (or unset: int8 on CPU, run.precision on CUDA)");
+  }
+  check(m.calibration_batches >= 1, p + ".calibration_batches", "must be >= 1");
 }
 
 void validate_distill(const Config& cfg, size_t i, const Checker& check) {

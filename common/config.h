@@ -49,6 +49,10 @@ struct ModelConfig {
   // teacher only
   bool concurrent = false;  ///< teacher forward on a worker thread (and a second CUDA stream on GPU) (README)
   bool fold_bn = true;     ///< fold BatchNorm into the preceding convolution
+  /// fp32 | int8 (CPU, quantised kernels) | fp16 | bf16 (CUDA autocast); "" = automatic: int8 on the CPU for a ResNetV1c
+  /// teacher, run.precision on CUDA. The student always follows run.precision.
+  std::string precision;
+  int64_t calibration_batches = 8;  ///< int8: training batches whose activation ranges set the scales
 };
 
 struct LossConfig {

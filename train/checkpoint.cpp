@@ -91,6 +91,7 @@ void save_checkpoint(const std::string& work_dir, const CheckpointMeta& meta, to
   ar.write("meta.config_hash", c10::IValue(meta.config_hash));
   ar.write("meta.loss_scale", c10::IValue(meta.loss_scale));
   ar.write("meta.loss_scale_clean_steps", c10::IValue(meta.loss_scale_clean_steps));
+  if (meta.teacher_int8_ranges.defined()) ar.write("meta.teacher_int8_ranges", meta.teacher_int8_ranges);
   write_module(ar, kStudent, student);
   write_module(ar, kObjective, objective);
   torch::serialize::OutputArchive opt;
@@ -121,6 +122,8 @@ CheckpointMeta load_checkpoint(const std::string& path, torch::nn::Module& stude
   if (ar.try_read("meta.config_hash", v)) meta.config_hash = v.toStringRef();
   if (ar.try_read("meta.loss_scale", v)) meta.loss_scale = v.toDouble();
   if (ar.try_read("meta.loss_scale_clean_steps", v)) meta.loss_scale_clean_steps = v.toInt();
+  torch::Tensor ranges;
+  if (ar.try_read("meta.teacher_int8_ranges", ranges)) meta.teacher_int8_ranges = ranges;
   read_module(ar, kStudent, student, path);
   read_module(ar, kObjective, objective, path);
   torch::serialize::InputArchive opt;

@@ -16,6 +16,9 @@ struct CheckpointMeta {
   std::string config_hash;
   double loss_scale = 1;        ///< fp16 loss scaler state (LossScaler)
   int64_t loss_scale_clean_steps = 0;
+  /// int8 teacher: its calibrated activation ranges ((points, 2) float64), so a resumed run quantises exactly as
+  /// the uninterrupted one. Undefined for an fp32 teacher or none.
+  torch::Tensor teacher_int8_ranges;
 };
 
 /// `checkpoints/iter_<N>.ckpt` inside `work_dir`.

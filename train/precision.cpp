@@ -19,8 +19,18 @@ Precision parse_precision(const std::string& name) {
   throw ConfigError(str_cat("run.precision: must be one of fp32, fp16, bf16, got '", name, "'"));
 }
 
+const char* to_string(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32: return "fp32";
+    case Precision::kFp16: return "fp16";
+    case Precision::kBf16: return "bf16";
+    case Precision::kInt8: return "int8";
+  }
+  return "?";
+}
+
 AutocastRegion::AutocastRegion(Precision precision, const torch::Device& device) {
-  if (precision == Precision::kFp32 || !device.is_cuda()) return;
+  if (precision == Precision::kFp32 || precision == Precision::kInt8 || !device.is_cuda()) return;
   const auto dtype = precision == Precision::kFp16 ? at::kHalf : at::kBFloat16;
 #ifdef SEGKD_AUTOCAST_BY_DEVICE
   at::autocast::set_autocast_dtype(at::kCUDA, dtype);

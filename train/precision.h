@@ -10,7 +10,11 @@
 
 namespace segkd::train {
 
-enum class Precision { kFp32, kFp16, kBf16 };
+/// Numeric precision of a forward pass. kInt8 is the teacher's quantised CPU path (models/int8.h), never autocast.
+enum class Precision { kFp32, kFp16, kBf16, kInt8 };
+
+/// "fp32" | "fp16" | "bf16" | "int8".
+const char* to_string(Precision precision);
 
 /// "fp32" | "fp16" | "bf16" (the config validator has already checked the spelling).
 Precision parse_precision(const std::string& name);

@@ -1,17 +1,21 @@
 #include "train/teacher_runner.h"
 
-#include <chrono>
+#include "common/error.h"
 
 namespace segkd::train {
 
 TeacherRunner::TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads,
-                             Precision precision, torch::Device device)
+                             Precision precision, torch::Device device,
+                             std::shared_ptr<models::Int8Segmentor> int8)
     : teacher_(std::move(teacher)),
+      int8_(std::move(int8)),
       request_(std::move(request)),
       concurrent_(concurrent),
       threads_(threads),
       precision_(precision),
       device_(device) {
+  SEGKD_CHECK((precision_ == Precision::kInt8) == static_cast<bool>(int8_),
+              "TeacherRunner: an int8 teacher needs its calibrated Int8Segmentor (and only int8 does)");
   if (concurrent_ && device_.is_cuda()) stream_ = std::make_unique<TeacherStream>(device_);
   if (concurrent_) worker_ = std::thread([this] { loop(); });
 }
@@ -28,16 +32,16 @@ TeacherRunner::~TeacherRunner() {
 }
 
 ModelOutput TeacherRunner::run(const torch::Tensor& images) {
-  auto t0 = std::chrono::steady_clock::now();
   ModelOutput out;
-  {
+  if (int8_) {
+    out = int8_->forward(images, request_);
+  } else {
     c10::InferenceMode inference;
     AutocastRegion autocast(precision_, device_);
     out = teacher_->forward(images, request_);
   }
   // Inference tensors cannot be saved for backward; KD terms need to, so hand out normal (full-precision) copies.
   widen_outputs(out, /*copy=*/true);
-  last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/model_output.h"
+#include "models/int8.h"
 #include "models/segmentor.h"
 #include "train/precision.h"
 #include "train/teacher_stream.h"
@@ -24,9 +25,10 @@ namespace segkd::train {
 class TeacherRunner {
  public:
   /// `threads`: intra-op threads of the worker (concurrent mode). `precision`: autocast of the teacher's forward on
-  /// CUDA (its outputs are handed out in fp32 either way).
+  /// CUDA, or kInt8 to run `int8` (calibrated) instead of `teacher` on the CPU; outputs are fp32 either way.
   TeacherRunner(models::Segmentor teacher, OutputRequest request, bool concurrent, int threads,
-                Precision precision = Precision::kFp32, torch::Device device = torch::kCPU);
+                Precision precision = Precision::kFp32, torch::Device device = torch::kCPU,
+                std::shared_ptr<models::Int8Segmentor> int8 = nullptr);
   ~TeacherRunner();
   TeacherRunner(const TeacherRunner&) = delete;
   TeacherRunner& operator=(const TeacherRunner&) = delete;
@@ -35,14 +37,15 @@ class TeacherRunner {
   void start(const torch::Tensor& images);
   /// The teacher's outputs for the last start(); rethrows a worker exception.
   ModelOutput wait();
-  /// Seconds the last forward took inside the teacher.
-  double last_seconds() const { return last_seconds_; }
+  /// The precision its forward runs in.
+  Precision precision() const { return precision_; }
 
  private:
   ModelOutput run(const torch::Tensor& images);
   void loop();
 
   models::Segmentor teacher_;
+  std::shared_ptr<models::Int8Segmentor> int8_;
   OutputRequest request_;
   bool concurrent_;
   int threads_;
@@ -56,7 +59,6 @@ class TeacherRunner {
   bool has_job_ = false, has_result_ = false, stop_ = false;
   ModelOutput result_;
   std::exception_ptr error_;
-  double last_seconds_ = 0;
 };
 
 }  // namespace segkd::train
