@@ -25,6 +25,7 @@
 #include "train/evaluator.h"
 #include "train/metrics.h"
 #include "train/progress.h"
+#include "train/teacher.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -109,7 +110,8 @@ int run_train(const ConfigArgs& c, const std::string& work_dir, const std::strin
   return 0;
 }
 
-int run_eval(const ConfigArgs& c, const std::string& weights, const std::string& out_json) {
+int run_eval(const ConfigArgs& c, const std::string& weights, const std::string& out_json,
+             const std::string& precision) {
   auto cfg = load(c);
   const auto& topo = dist::topology();
   setup_logging("", topo.rank, cfg.log.level);
@@ -121,10 +123,10 @@ int run_eval(const ConfigArgs& c, const std::string& weights, const std::string&
   const auto& val = *val_set;
   auto model = load_student(cfg, weights);
   model->to(device);
-  auto r = evaluate(model, val, data::AugmentOptions::from(cfg.data), cfg.eval, *comm, cfg.data.ignore_index);
+  auto r = evaluate_at_precision(cfg, model, precision, val, *comm, device);
   if (topo.rank == 0) {
-    std::cout << fmt::format("mIoU {:.2f} | pixel acc {:.2f} | mean acc {:.2f} | {} images | {}\n", 100 * r.miou,
-                             100 * r.pixel_acc, 100 * r.mean_acc, r.images, weights);
+    std::cout << fmt::format("mIoU {:.2f} | pixel acc {:.2f} | mean acc {:.2f} | {} images | {} | {}\n", 100 * r.miou,
+                             100 * r.pixel_acc, 100 * r.mean_acc, r.images, precision, weights);
     const auto& names = val.info().class_names;
     for (size_t k = 0; k < r.per_class_iou.size(); ++k) {
       std::cout << fmt::format("  {:>3} {:<20} {:>6}\n", k, k < names.size() ? names[k] : "", fmt_pct(r.per_class_iou[k]));
@@ -132,7 +134,7 @@ int run_eval(const ConfigArgs& c, const std::string& weights, const std::string&
     std::string path = out_json.empty() ? (fs::path(cfg.run.work_dir) / "eval.json").string() : out_json;
     if (!fs::path(path).parent_path().empty()) fs::create_directories(fs::path(path).parent_path());
     json j{{"weights", weights}, {"mIoU", r.miou}, {"pixel_acc", r.pixel_acc}, {"mean_acc", r.mean_acc},
-           {"images", r.images}, {"config_hash", cfg.hash}, {"world_size", comm->size()}};
+           {"images", r.images}, {"config_hash", cfg.hash}, {"world_size", comm->size()}, {"precision", precision}};
     j["per_class_iou"] = json::parse(per_class_json(r.per_class_iou, names));
     write_file_atomic(path, j.dump(2) + "\n");
     std::cout << "written " << path << "\n";

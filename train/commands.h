@@ -13,8 +13,10 @@ struct ConfigArgs {
 
 /// `segkd train CONFIG [--set ...] [--work-dir DIR] [--resume auto|PATH]` (needs dist::init).
 int run_train(const ConfigArgs& c, const std::string& work_dir, const std::string& resume);
-/// `segkd eval CONFIG --weights PATH`: prints and writes (`<work_dir>/eval.json`) mIoU and per-class IoU.
-int run_eval(const ConfigArgs& c, const std::string& weights, const std::string& out_json);
+/// `segkd eval CONFIG --weights PATH [--precision fp32|int8]`: prints and writes (`<work_dir>/eval.json`) mIoU and
+/// per-class IoU; int8 evaluates the model as an int8 teacher runs (folded, calibrated on data.train).
+int run_eval(const ConfigArgs& c, const std::string& weights, const std::string& out_json,
+             const std::string& precision = "fp32");
 /// `segkd predict CONFIG --weights PATH --input IMAGE_OR_DIR --out DIR`: `<stem>.png` (class ids) and
 /// `<stem>_color.png` (palette over the image).
 int run_predict(const ConfigArgs& c, const std::string& weights, const std::string& input, const std::string& out);

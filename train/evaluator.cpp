@@ -42,6 +42,11 @@ EvalResult metrics_from_confusion(const torch::Tensor& confusion) {
 }
 
 torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image, const EvalConfig& cfg) {
+  return infer_logits([&](const torch::Tensor& x, const OutputRequest& r) { return model->forward(x, r); }, image,
+                      cfg);
+}
+
+torch::Tensor infer_logits(const ForwardFn& forward, const torch::Tensor& image, const EvalConfig& cfg) {
   const int64_t h = image.size(2), w = image.size(3);
   OutputRequest req;
   req.aux_logits = false;
@@ -51,7 +56,7 @@ torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image,
                                       .mode(torch::kBilinear)
                                       .align_corners(false));
   };
-  if (cfg.mode == "whole") return upsample(model->forward(image, req).logits, h, w);
+  if (cfg.mode == "whole") return upsample(forward(image, req).logits, h, w);
 
   const int64_t ch = cfg.slide_crop[0], cw = cfg.slide_crop[1];
   const int64_t sh = cfg.slide_stride[0], sw = cfg.slide_stride[1];
@@ -65,7 +70,7 @@ torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image,
       int64_t y1 = std::max<int64_t>(std::min(gy * sh + ch, ph) - ch, 0);
       int64_t x1 = std::max<int64_t>(std::min(gx * sw + cw, pw) - cw, 0);
       auto crop = padded.slice(2, y1, y1 + ch).slice(3, x1, x1 + cw);
-      auto logits = upsample(model->forward(crop, req).logits, ch, cw);
+      auto logits = upsample(forward(crop, req).logits, ch, cw);
       if (!sum.defined()) sum = torch::zeros({1, logits.size(1), ph, pw}, logits.options());
       sum.slice(2, y1, y1 + ch).slice(3, x1, x1 + cw).add_(logits);
       count.slice(2, y1, y1 + ch).slice(3, x1, x1 + cw).add_(1);
@@ -76,20 +81,29 @@ torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image,
 
 EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, const data::AugmentOptions& aug,
                     const EvalConfig& cfg, dist::Communicator& comm, int64_t ignore_index) {
-  const auto start = std::chrono::steady_clock::now();
-  const int64_t c = model->num_classes();
   const bool was_training = model->is_training();
   model->eval();
-  torch::NoGradGuard no_grad;
   // Collectives run on the model's device (NCCL needs device tensors); bincount runs there too.
   const auto device = model->parameters().front().device();
+  auto r = evaluate([&](const torch::Tensor& x, const OutputRequest& req) { return model->forward(x, req); },
+                    model->num_classes(), device, dataset, aug, cfg, comm, ignore_index);
+  if (was_training) model->train();
+  return r;
+}
+
+EvalResult evaluate(const ForwardFn& forward, int64_t num_classes, const torch::Device& device,
+                    const data::H5Dataset& dataset, const data::AugmentOptions& aug, const EvalConfig& cfg,
+                    dist::Communicator& comm, int64_t ignore_index) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t c = num_classes;
+  torch::NoGradGuard no_grad;
   auto confusion = torch::zeros({c * c}, torch::TensorOptions(torch::kLong).device(device));
   const auto indices = data::val_indices(dataset.size(), comm.rank(), comm.size());
   Progress progress("eval", static_cast<int64_t>(indices.size()), /*enabled=*/comm.rank() == 0);
   for (size_t i = 0; i < indices.size(); ++i) {
     auto sample = dataset.get(indices[i]);
     auto [image, label] = data::to_tensors(sample, aug);
-    auto pred = infer_logits(model, image.unsqueeze(0).to(device), cfg).argmax(1).squeeze(0);
+    auto pred = infer_logits(forward, image.unsqueeze(0).to(device), cfg).argmax(1).squeeze(0);
     label = label.to(device);
     auto valid = label != ignore_index;
     auto gt = label.masked_select(valid);
@@ -102,7 +116,6 @@ EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, co
   auto count = torch::tensor({static_cast<int64_t>(indices.size())}, torch::kLong).to(device);
   comm.all_reduce(confusion);
   comm.all_reduce(count);
-  if (was_training) model->train();
   auto r = metrics_from_confusion(confusion.view({c, c}).cpu());
   r.images = count.item<int64_t>();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

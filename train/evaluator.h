@@ -2,6 +2,7 @@
 /// Evaluation: whole-image or sliding-window inference, per-rank confusion matrices all-reduced, mIoU.
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,18 @@ EvalResult metrics_from_confusion(const torch::Tensor& confusion);
 /// image at once; "slide" averages logits of crop windows (crop, stride), padding the image up to the crop size.
 torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image, const EvalConfig& cfg);
 
+/// A model's forward pass as evaluation sees it (a Segmentor, or the int8 execution of one).
+using ForwardFn = std::function<ModelOutput(const torch::Tensor& images, const OutputRequest& request)>;
+torch::Tensor infer_logits(const ForwardFn& forward, const torch::Tensor& image, const EvalConfig& cfg);
+
 /// Evaluates `model` on `dataset`: rank r takes samples r, r+world, ... (no sample counted twice), confusion
 /// matrices are summed over ranks. Every rank returns the same result. Progress with ETA on rank 0.
 EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, const data::AugmentOptions& aug,
                     const EvalConfig& cfg, dist::Communicator& comm, int64_t ignore_index);
+
+/// The same for any forward pass of a `num_classes` model whose inputs live on `device`.
+EvalResult evaluate(const ForwardFn& forward, int64_t num_classes, const torch::Device& device,
+                    const data::H5Dataset& dataset, const data::AugmentOptions& aug, const EvalConfig& cfg,
+                    dist::Communicator& comm, int64_t ignore_index);
 
 }  // namespace segkd::train
