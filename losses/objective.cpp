@@ -82,28 +82,34 @@ ObjectiveImpl::ObjectiveImpl(const LossConfig& loss, const std::vector<DistillCo
 }
 
 ObjectiveResult ObjectiveImpl::forward(const ModelOutput& student, const ModelOutput* teacher,
-                                       const torch::Tensor& label) {
+                                       const torch::Tensor& label, bool timed) {
   SEGKD_CHECK(student.logits.defined(), "objective: the student output has no logits");
   SEGKD_CHECK(teacher != nullptr || terms_.empty(), "objective: ", terms_.size(),
               " distill term(s) configured but no teacher output was given");
   ObjectiveResult r;
+  // On the CPU every value is ready when its function returns; on an asynchronous device `timed` waits for it.
+  const bool wait = timed && !student.logits.device().is_cpu();
+  auto value = [wait](const torch::Tensor& v) {
+    auto detached = v.detach();
+    if (wait) detached.item<double>();
+    return detached;
+  };
   auto start = Clock::now();
   auto ce = segmentation_ce(student.logits, label, ignore_index_, class_weights_);
-  r.values.emplace_back("ce", ce.item<double>());
+  r.values.emplace_back("ce", value(ce));
   r.seconds.emplace_back("ce", since(start));
   r.total = ce;
   if (student.aux_logits.defined()) {
     start = Clock::now();
     auto aux = segmentation_ce(student.aux_logits, label, ignore_index_, class_weights_);
-    r.values.emplace_back("aux_ce", aux.item<double>());
+    r.values.emplace_back("aux_ce", value(aux));
     r.seconds.emplace_back("aux_ce", since(start));
     r.total = r.total + loss_.aux_weight * aux;
   }
   for (size_t i = 0; i < terms_.size(); ++i) {
     start = Clock::now();
     auto v = terms_[i].second->forward(student, *teacher, label);
-    // item() waits for the value, so the time is the term's whole forward even on an asynchronous device.
-    r.values.emplace_back(terms_[i].first, v.item<double>());
+    r.values.emplace_back(terms_[i].first, value(v));
     r.seconds.emplace_back(terms_[i].first, since(start));
     r.total = r.total + weights_[i] * v;
   }

@@ -64,8 +64,11 @@ struct ObjectiveResult {
   torch::Tensor total;  ///< scalar with grad: the weighted sum
   /// Unweighted values by name: "ce", "aux_ce" (only when the student has aux logits), then each KD term by its
   /// type ("logit", "feature", ...), or "<type>.<table index>" ("cwd.1", "cwd.2") when a type appears more than once.
-  std::vector<std::pair<std::string, double>> values;
-  /// Wall time in seconds of each entry's forward computation, same names and order as `values`.
+  /// Each a detached scalar tensor on the loss's device: reading one (`item()`) waits for the device, so the
+  /// trainer reads them once per log window, not every step.
+  std::vector<std::pair<std::string, torch::Tensor>> values;
+  /// Wall time in seconds of each entry's forward computation, same names and order as `values` (on an
+  /// asynchronous device only with `forward(..., timed = true)`; otherwise the time to queue it).
   std::vector<std::pair<std::string, double>> seconds;
 };
 
@@ -82,7 +85,9 @@ class ObjectiveImpl : public torch::nn::Module {
 
   /// `label`: (N,H,W) int64 at input resolution. `teacher` may be nullptr when there are no KD terms.
   /// Throws segkd::Error when a KD term is configured and `teacher` is nullptr, or an output a term needs is missing.
-  ObjectiveResult forward(const ModelOutput& student, const ModelOutput* teacher, const torch::Tensor& label);
+  /// `timed`: wait for each term's value before stopping its clock (only matters on an asynchronous device).
+  ObjectiveResult forward(const ModelOutput& student, const ModelOutput* teacher, const torch::Tensor& label,
+                          bool timed = false);
 
   /// Logits, aux logits, and every student feature a KD term reads.
   OutputRequest student_request() const;

@@ -1,6 +1,7 @@
 #pragma once
-/// The distillation training loop (DESIGN.md "Data flow of one training step").
+/// The distillation training loop (docs/design.md, "A training step").
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,21 @@ struct TrainSummary {
   EvalResult eval;
 };
 
+/// Where a training step's time goes, in seconds, in the order the step runs them. `teacher_forward` is the time
+/// the trainer waited for the teacher (its whole forward unless it runs concurrently); `communication` is the
+/// gradient all-reduce left over after backward (the exposed part; the rest overlaps backward).
+struct StepPhases {
+  double data_wait = 0, student_forward = 0, teacher_forward = 0, loss = 0, backward = 0, communication = 0,
+         optimizer = 0;
+  /// (name, seconds) in step order, for metrics.jsonl and the progress line.
+  std::vector<std::pair<std::string, double>> named() const;
+  StepPhases& operator+=(const StepPhases& other);
+};
+
+class Trainer;
+
 /// Trains the student of `cfg` (with the teacher's KD terms if `[teacher]` is set) on every rank of the MPI job
-/// (dist::init must have run), writing the run directory of DESIGN.md. Throws segkd::Error on bad input.
+/// (dist::init must have run), writing the run directory (docs/formats.md). Throws segkd::Error on bad input.
 TrainSummary train(const Config& cfg, const TrainOptions& options = {});
 
 /// Opens the dataset of `files` (data.train or data.val) and checks it has data.num_classes classes.

@@ -85,10 +85,12 @@ class E2E : public ::testing::Test {
     return path;
   }
 
-  static std::string kd_extra() {
+  /// `precision`: teacher.precision ("" = unset, which is int8 on the CPU for this ResNet teacher).
+  static std::string kd_extra(const std::string& precision = "") {
     // concurrent: the worker-thread teacher runs through the e2e tests too (the default is inline).
     return "[teacher]\narch = \"pspnet\"\nbackbone = \"resnet18_v1c\"\nconcurrent = true\nweights = \"" +
-           teacher_checkpoint() + "\"\n[[distill]]\ntype = \"logit\"\nweight = 1.0\ntau = 2.0\n";
+           teacher_checkpoint() + "\"\n" + (precision.empty() ? "" : "precision = \"" + precision + "\"\n") +
+           "[[distill]]\ntype = \"logit\"\nweight = 1.0\ntau = 2.0\n";
   }
 
   static std::vector<json> metrics(const std::string& run) {
@@ -234,6 +236,58 @@ TEST_F(E2E, KilledAndResumedRunEndsWithIdenticalWeights) {
     ASSERT_TRUE(b.count(key)) << key;
     EXPECT_TRUE(torch::equal(t, b[key])) << key << " differs after resume";
   }
+}
+
+TEST_F(E2E, Int8TeacherIsCalibratedOnceSavedWithCheckpointsAndEvaluable) {
+  std::string out;
+  auto fp32 = write_config("t_fp32", config("t_fp32", kd_extra("fp32"), 2));
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + fp32, &out), 0) << out;
+  EXPECT_NE(out.find("teacher precision fp32: forward"), std::string::npos) << out;
+  EXPECT_FALSE(segkd::train::read_checkpoint_student(dir_->file("runs/t_fp32/checkpoints/iter_2.ckpt")).empty());
+
+  auto int8 = write_config("t_int8", config("t_int8", kd_extra("int8"), 2));
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + int8, &out), 0) << out;
+  EXPECT_NE(out.find("teacher precision int8: forward"), std::string::npos) << out;
+  EXPECT_NE(out.find("calibrated on 8 batch(es) per rank"), std::string::npos) << out;
+  // Every train event carries the per-phase times of a step.
+  for (auto& e : metrics("t_int8")) {
+    if (e["event"] != "train") continue;
+    for (auto phase : {"data_wait", "student_forward", "teacher_forward", "loss", "backward", "communication",
+                       "optimizer", "logit"}) {
+      EXPECT_TRUE(e["ms"].contains(phase) && e["ms"][phase].get<double>() >= 0) << phase << " " << e.dump();
+    }
+  }
+  // Resumed, the run takes the checkpoint's ranges instead of calibrating again.
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + int8 + " --set schedule.iterations=4 --resume auto",
+                        &out), 0) << out;
+  EXPECT_NE(out.find("ranges from the checkpoint"), std::string::npos) << out;
+
+  // eval --precision int8 evaluates a model as the int8 teacher runs it.
+  auto teacher_cfg = dir_->file("configs/teacher.toml");
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " eval " + teacher_cfg + " --weights " + teacher_checkpoint() +
+                            " --precision int8 --out " + dir_->file("teacher_int8.json"), &out), 0) << out;
+  auto r = json::parse(read_text(dir_->file("teacher_int8.json")));
+  EXPECT_EQ(r["precision"], "int8");
+  EXPECT_GE(r["mIoU"].get<double>(), 0.0);
+  EXPECT_NE(run_command(segkd_bin() + " eval " + teacher_cfg + " --weights " + teacher_checkpoint() +
+                            " --precision fp16", &out), 0);
+  // fp16 for a CPU teacher is refused, naming what the CPU supports.
+  auto fp16 = write_config("t_fp16", config("t_fp16", kd_extra("fp16"), 2));
+  EXPECT_NE(run_command(mpirun(2) + segkd_bin() + " train " + fp16, &out), 0);
+  EXPECT_NE(out.find("the teacher supports fp32 and int8"), std::string::npos) << out;
+}
+
+TEST_F(E2E, KilledAndResumedInt8TeacherRunEndsWithIdenticalWeights) {
+  auto straight = write_config("straight8", config("straight8", kd_extra("int8")));
+  std::string out;
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + straight, &out), 0) << out;
+  auto cfg = write_config("resumed8", config("resumed8", kd_extra("int8")));
+  ASSERT_NE(run_command("SEGKD_FAULT_INJECT=0:3 " + mpirun(2) + segkd_bin() + " train " + cfg, &out), 0) << out;
+  ASSERT_EQ(run_command(mpirun(2) + segkd_bin() + " train " + cfg + " --resume auto", &out), 0) << out;
+  auto a = segkd::train::read_checkpoint_student(dir_->file("runs/straight8/checkpoints/iter_6.ckpt"));
+  auto b = segkd::train::read_checkpoint_student(dir_->file("runs/resumed8/checkpoints/iter_6.ckpt"));
+  ASSERT_EQ(a.size(), b.size());
+  for (auto& [key, t] : a) EXPECT_TRUE(torch::equal(t, b.at(key))) << key << " differs after resume";
 }
 
 TEST_F(E2E, OneRankBatchFourMatchesTwoRanksBatchTwo) {

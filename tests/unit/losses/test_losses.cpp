@@ -394,9 +394,10 @@ TEST_F(LossesTest, ObjectiveSumsWeightedTermsAndReportsEachByName) {
   }
   double ce = segmentation_ce(st.logits, label, kIgnore).item<double>();
   double aux = segmentation_ce(st.aux_logits, label, kIgnore).item<double>();
-  EXPECT_NEAR(r.values[0].second, ce, 1e-6);
-  EXPECT_NEAR(r.values[1].second, aux, 1e-6);
-  double expected = ce + 0.4 * aux + 0.7 * r.values[2].second + 2.0 * r.values[3].second + 0.5 * r.values[4].second;
+  EXPECT_NEAR(r.values[0].second.item<double>(), ce, 1e-6);
+  EXPECT_NEAR(r.values[1].second.item<double>(), aux, 1e-6);
+  double expected = ce + 0.4 * aux + 0.7 * r.values[2].second.item<double>() + 2.0 * r.values[3].second.item<double>() +
+                    0.5 * r.values[4].second.item<double>();
   EXPECT_NEAR(r.total.item<double>(), expected, 1e-5);
   r.total.backward();
   EXPECT_TRUE(st.features["layer3"].grad().defined());

@@ -1,4 +1,5 @@
-// train/: schedules, metrics from a confusion matrix, sliding-window inference, checkpoints, loss scaling.
+// train/: schedules, metrics from a confusion matrix, sliding-window inference, checkpoints, loss scaling, the
+// teacher's precision rules and its int8 runner.
 #include <ATen/autocast_mode.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 #include "train/precision.h"
 #include "train/progress.h"
 #include "train/schedule.h"
+#include "train/teacher.h"
 #include "train/teacher_runner.h"
 #include "train/teacher_stream.h"
 
@@ -371,6 +373,89 @@ TEST(LossScaler, ScaledStepEqualsUnscaledStepAndOverflowBacksOff) {
   scaler.restore(256.0, 1);
   EXPECT_EQ(scaler.scale(), 256.0);
   EXPECT_EQ(scaler.clean_steps(), 1);
+}
+
+
+TEST(TeacherPrecision, CpuRunsFp32OrInt8AndRefusesAutocastPrecisions) {
+  ModelConfig t;
+  t.backbone = "resnet101_v1c";
+  const torch::Device cpu(torch::kCPU);
+  // Unset: int8 on the CPU for a ResNetV1c teacher with folded BatchNorm, fp32 otherwise.
+  EXPECT_EQ(teacher_precision(t, Precision::kFp32, cpu), Precision::kInt8);
+  t.fold_bn = false;
+  EXPECT_EQ(teacher_precision(t, Precision::kFp32, cpu), Precision::kFp32);
+  t.fold_bn = true;
+  t.backbone = "efficientnet_b0";
+  EXPECT_EQ(teacher_precision(t, Precision::kFp32, cpu), Precision::kFp32);
+  t.precision = "int8";
+  SEGKD_EXPECT_THROW_MSG(teacher_precision(t, Precision::kFp32, cpu), "int8 runs ResNetV1c backbones");
+  t.backbone = "resnet18_v1c";
+  EXPECT_EQ(teacher_precision(t, Precision::kFp32, cpu), Precision::kInt8);
+  t.precision = "fp32";
+  EXPECT_EQ(teacher_precision(t, Precision::kFp32, cpu), Precision::kFp32);
+  for (const char* name : {"fp16", "bf16"}) {
+    t.precision = name;
+    SEGKD_EXPECT_THROW_MSG(teacher_precision(t, Precision::kFp32, cpu), "the teacher supports fp32 and int8");
+  }
+  t.precision = "int8";
+  t.fold_bn = false;
+  SEGKD_EXPECT_THROW_MSG(teacher_precision(t, Precision::kFp32, cpu), "needs teacher.fold_bn = true");
+}
+
+TEST(TeacherPrecision, ConfigRefusesUnknownNamesAndAStudentPrecision) {
+  const std::string base = "[student]\narch = \"pspnet\"\n[teacher]\nweights = \"t.pth\"\n";
+  EXPECT_EQ(load_config_from_string(base + "precision = \"int8\"\n", "t.toml").teacher->precision, "int8");
+  SEGKD_EXPECT_THROW_MSG(load_config_from_string(base + "precision = \"int4\"\n", "t.toml"), "teacher.precision");
+  SEGKD_EXPECT_THROW_MSG(load_config_from_string(base, "t.toml", {"student.precision=\"int8\""}),
+                         "applies to the teacher only");
+  SEGKD_EXPECT_THROW_MSG(load_config_from_string(base + "calibration_batches = 0\n", "t.toml"),
+                         "teacher.calibration_batches");
+}
+
+TEST(TeacherRunner, Int8RunnerReturnsFloatOutputsThatCanBeSavedForBackward) {
+  torch::manual_seed(3);
+  ModelConfig mc;
+  auto teacher = models::build_model(mc, 4);
+  models::prepare_teacher(teacher, /*fold_bn=*/true);
+  auto int8 = std::make_shared<models::Int8Segmentor>(teacher);
+  int8->observe(torch::randn({2, 3, 32, 32}));
+  int8->set_ranges(int8->ranges());
+  OutputRequest req;
+  req.aux_logits = false;
+  req.features = {"layer4"};
+  SEGKD_EXPECT_THROW_MSG(TeacherRunner(teacher, req, false, 1, Precision::kInt8), "needs its calibrated");
+  for (bool concurrent : {false, true}) {
+    TeacherRunner runner(teacher, req, concurrent, 1, Precision::kInt8, torch::kCPU, int8);
+    auto x = torch::randn({2, 3, 32, 32});
+    runner.start(x);
+    auto out = runner.wait();
+    EXPECT_TRUE(torch::equal(out.logits, int8->forward(x, req).logits)) << "concurrent " << concurrent;
+    EXPECT_FALSE(out.logits.is_inference());
+    EXPECT_EQ(out.features.at("layer4").scalar_type(), torch::kFloat);
+    EXPECT_FALSE(out.aux_logits.defined());
+    // A KD term multiplies it with something that needs grad: that saves it for backward.
+    auto w = torch::ones({1}, torch::requires_grad());
+    (out.logits * w).sum().backward();
+    EXPECT_TRUE(w.grad().defined());
+  }
+}
+
+TEST_F(Inference, CheckpointKeepsTheInt8TeacherRanges) {
+  segkd::testing::TempDir dir;
+  ModelConfig mc;
+  auto student = models::build_model(mc, 3);
+  losses::Objective objective(LossConfig{}, std::vector<DistillConfig>{}, 3, 255, student->feature_channels(),
+                              losses::Channels{});
+  torch::optim::SGD sgd(student->parameters(), torch::optim::SGDOptions(0.1));
+  CheckpointMeta meta{3, 1.0, "h", 1.0, 0};
+  meta.teacher_int8_ranges = torch::randn({38, 2}, torch::kDouble);
+  save_checkpoint(dir.path(), meta, *student, *objective, sgd, /*keep=*/2);
+  auto back = load_checkpoint(checkpoint_path(dir.path(), 3), *student, *objective, sgd);
+  ASSERT_TRUE(back.teacher_int8_ranges.defined());
+  EXPECT_TRUE(torch::equal(back.teacher_int8_ranges, meta.teacher_int8_ranges));
+  // A run without an int8 teacher stores none.
+  save_checkpoint(dir.path(), CheckpointMeta{4, 1.0, "h", 1.0, 0}, *student, *objective, sgd, /*keep=*/2);
+  EXPECT_FALSE(load_checkpoint(checkpoint_path(dir.path(), 4), *student, *objective, sgd).teacher_int8_ranges.defined());
 }
 
 }  // namespace
