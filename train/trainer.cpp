@@ -26,10 +26,13 @@
 #include "models/segmentor.h"
 #include "models/weights.h"
 #include "train/checkpoint.h"
+#include "train/config_diff.h"
 #include "train/metrics.h"
 #include "train/precision.h"
 #include "train/progress.h"
+#include "train/run_lock.h"
 #include "train/schedule.h"
+#include "train/stop_signal.h"
 #include "train/teacher_runner.h"
 
 namespace fs = std::filesystem;
@@ -164,12 +167,9 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   const torch::Device device = dist::local_device();
   auto comm = dist::make_communicator(cfg.distributed, device);
 
-  // Run directory: rank 0 creates it; everybody logs into it.
-  if (rank == 0) {
-    prepare_run_dir(cfg.run.work_dir);
-    write_file_atomic((fs::path(cfg.run.work_dir) / "config.toml").string(), cfg.resolved_toml);
-  }
-  comm->barrier();
+  // Run directory: rank 0 claims it (run.lock, another run's checkpoints); a refusal ends every rank alike.
+  // Nothing in it changes before claim->commit() below (docs/run-directory.md).
+  auto claim = claim_run_dir(*comm, cfg.run.work_dir, options.resume, options.overwrite);
   setup_logging(cfg.run.work_dir, rank, cfg.log.level);
   spdlog::info("segkd train '{}' | config {} (hash {}) | {} rank(s) on {} node(s) via {} | {} thread(s)/rank | {} | {}",
                cfg.run.name, cfg.source_path, cfg.hash, world, topo.nodes, topo.launcher, threads, device.str(),
@@ -228,6 +228,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   // Resume.
   int64_t start_iter = 0;
   double train_s = 0;
+  std::string run_id = new_run_id(), resumed_from;  // checkpoint ownership (checkpoint.keep prunes only this run's)
   if (!options.resume.empty()) {
     std::string path;
     if (rank == 0) {
@@ -240,10 +241,11 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     }
     path = comm->all_gather_string(path).front();
     if (!path.empty()) {
+      // Changed keys first: a changed model gets its reason, not a tensor-shape mismatch.
+      check_resume_config(path, checkpoint_config(path, read_checkpoint_meta(path).config_toml), cfg.resolved_toml);
       auto meta = load_checkpoint(path, *student, *objective, *optimizer);
-      if (!meta.config_hash.empty() && meta.config_hash != cfg.hash) {
-        spdlog::warn("resuming {} written with config hash {} (now {})", path, meta.config_hash, cfg.hash);
-      }
+      if (!meta.run_id.empty()) run_id = meta.run_id;
+      resumed_from = path;
       start_iter = meta.iteration;
       train_s = meta.train_seconds;
       scaler.restore(meta.loss_scale, meta.loss_scale_clean_steps);
@@ -259,6 +261,7 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
   }
   data::TrainLoader loader(train_set, aug, cfg.data.batch_per_rank, cfg.data.workers, cfg.data.prefetch, rank, world,
                            static_cast<uint64_t>(cfg.run.seed), start_iter);
+  if (claim) claim->commit(cfg.resolved_toml);  // every start-up check has passed: config.toml, --overwrite
   MetricsWriter metrics(cfg.run.work_dir, rank == 0);
 
   const bool budget = schedule.budget_based();
@@ -289,8 +292,9 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     auto t0 = Clock::now();
     if (rank == 0) {
       save_checkpoint(cfg.run.work_dir,
-                      CheckpointMeta{iter, train_s, cfg.hash, scaler.scale(), scaler.clean_steps()}, *student,
-                      *objective, *optimizer, cfg.checkpoint.keep);
+                      CheckpointMeta{iter, train_s, cfg.hash, scaler.scale(), scaler.clean_steps(), run_id,
+                                     cfg.resolved_toml},
+                      *student, *objective, *optimizer, KeepPolicy{cfg.checkpoint.keep, resumed_from});
     }
     comm->barrier();
     summary.checkpoint_s += seconds_since(t0);
@@ -298,7 +302,16 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
 
   int64_t iter = start_iter;
   int64_t skipped_in_a_row = 0;  // loss.skip_nonfinite
+  StopSignals stop_signals;      // SIGTERM / SIGINT: all ranks stop at the same step boundary
   while (true) {
+    if (const int sig = agree_stop_signal(*comm, device)) {
+      const bool save = cfg.checkpoint.on_signal && iter > start_iter;
+      if (save) checkpoint_now(iter);
+      const std::string why = stop_message(sig, iter, save ? checkpoint_path(cfg.run.work_dir, iter) : "",
+                                           cfg.checkpoint.on_signal);
+      spdlog::warn("{}", why);
+      throw Error(why);
+    }
     // Budget mode: every rank follows rank 0's clock, so all stop at the same iteration with the same lr.
     double progress;
     if (budget) {
