@@ -65,7 +65,12 @@ class Id {
 
 void quiet_hdf5() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    // No library shutdown at exit: after an H5Fclose that failed (disk full) HDF5 1.10's exit handler closes the
+    // half-closed file again and segfaults. Writers close (or remove) their files themselves; readers only read.
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 
 Id string_type() {
