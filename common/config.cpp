@@ -277,7 +277,7 @@ const std::vector<Field<EvalConfig>>& fields<EvalConfig>() {
 template <>
 const std::vector<Field<CheckpointConfig>>& fields<CheckpointConfig>() {
   using S = CheckpointConfig;
-  static const std::vector<Field<S>> f{{"interval", &S::interval}, {"keep", &S::keep}};
+  static const std::vector<Field<S>> f{{"interval", &S::interval}, {"keep", &S::keep}, {"on_signal", &S::on_signal}};
   return f;
 }
 

@@ -110,7 +110,8 @@ struct EvalConfig {
 
 struct CheckpointConfig {
   int64_t interval = 8000;  ///< iterations (0 = only at the end)
-  int64_t keep = 3;         ///< newest checkpoints kept
+  int64_t keep = 3;         ///< newest checkpoints of this run kept (docs/run-directory.md)
+  bool on_signal = true;    ///< SIGTERM/SIGINT: write a checkpoint at the step boundary where training stops
 };
 
 struct DistributedConfig {

@@ -3,10 +3,16 @@
 #include <glob.h>
 #include <hdf5.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 namespace segkd::data {
@@ -59,7 +65,12 @@ class Id {
 
 void quiet_hdf5() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    // No library shutdown at exit: after an H5Fclose that failed (disk full) HDF5 1.10's exit handler closes the
+    // half-closed file again and segfaults. Writers close (or remove) their files themselves; readers only read.
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 
 Id string_type() {
@@ -131,6 +142,18 @@ std::vector<hsize_t> dims_of(hid_t dataset) {
   std::vector<hsize_t> dims(std::max(rank, 0));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   return dims;
+}
+
+/// True when index row {image offset, label offset, h, w} lies inside /images (`images` bytes) and /labels: every
+/// product and sum checked for overflow, since a crafted h*w*3 can wrap around to a small number.
+bool index_row_fits(const std::array<int64_t, 4>& e, hsize_t images, hsize_t labels) {
+  if (e[0] < 0 || e[1] < 0 || e[2] <= 0 || e[3] <= 0) return false;
+  int64_t pixels = 0, bytes = 0, image_end = 0, label_end = 0;
+  if (__builtin_mul_overflow(e[2], e[3], &pixels) || __builtin_mul_overflow(pixels, int64_t{3}, &bytes) ||
+      __builtin_add_overflow(e[0], bytes, &image_end) || __builtin_add_overflow(e[1], pixels, &label_end)) {
+    return false;
+  }
+  return static_cast<hsize_t>(image_end) <= images && static_cast<hsize_t>(label_end) <= labels;
 }
 
 void read_range(hid_t dataset, hsize_t offset, hsize_t count, uint8_t* out) {
@@ -239,10 +262,7 @@ H5Dataset::H5Dataset(const std::vector<std::string>& shard_patterns) {
       throw InputError(str_cat("dataset '", path, "': /images and /labels must be 1-D"));
     for (int64_t i = 0; i < n; ++i) {
       const auto& e = shard->index[i];
-      const bool ok = e[0] >= 0 && e[1] >= 0 && e[2] > 0 && e[3] > 0 &&
-                      static_cast<hsize_t>(e[0] + e[2] * e[3] * 3) <= image_dims[0] &&
-                      static_cast<hsize_t>(e[1] + e[2] * e[3]) <= label_dims[0];
-      if (!ok)
+      if (!index_row_fits(e, image_dims[0], label_dims[0]))
         throw InputError(str_cat("dataset '", path, "': /index row ", i, " ('", shard->names[i],
                                  "') points outside /images or /labels (truncated file?)"));
     }
@@ -270,6 +290,11 @@ std::pair<size_t, int64_t> locate(const std::vector<int64_t>& starts, int64_t in
   return {s, index - starts[s]};
 }
 }  // namespace
+
+const std::string& H5Dataset::file_of(int64_t index) const {
+  auto [s, i] = locate(starts_, index);
+  return shards_[s]->path;
+}
 
 const std::string& H5Dataset::name(int64_t index) const {
   auto [s, i] = locate(starts_, index);
@@ -305,15 +330,28 @@ Sample H5Dataset::get(int64_t index) const {
 
 namespace {
 
+/// The reason of a failed HDF5 write: the errno of the underlying system call when there is one ("disk full
+/// (ENOSPC)"), else HDF5's own failure.
+std::string write_failure() {
+  return errno != 0 ? errno_reason(errno) : std::string("HDF5 error (disk full or I/O error?)");
+}
+
+/// Throws InputError "cannot write 'PATH': WHAT: REASON" when an HDF5 call returned a negative value.
+template <typename T>
+T checked(T rc, const char* what, const std::string& path) {
+  if (rc < 0) throw InputError(str_cat("cannot write '", path, "': ", what, ": ", write_failure()));
+  return rc;
+}
+
 Id create_appendable(hid_t file, const char* name, int compression, const std::string& path) {
   hsize_t dims = 0, maxdims = H5S_UNLIMITED, chunk = kChunkBytes;
-  Id space(H5Screate_simple(1, &dims, &maxdims));
-  Id plist(H5Pcreate(H5P_DATASET_CREATE));
-  H5Pset_obj_track_times(plist.get(), false);  // byte-identical files for identical content
-  H5Pset_chunk(plist.get(), 1, &chunk);
-  if (compression > 0) H5Pset_deflate(plist.get(), compression);
+  Id space(checked(H5Screate_simple(1, &dims, &maxdims), "H5Screate_simple", path));
+  Id plist(checked(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", path));
+  checked(H5Pset_obj_track_times(plist.get(), false), "H5Pset_obj_track_times", path);  // byte-identical files
+  checked(H5Pset_chunk(plist.get(), 1, &chunk), "H5Pset_chunk", path);
+  if (compression > 0) checked(H5Pset_deflate(plist.get(), compression), "H5Pset_deflate", path);
   Id d(H5Dcreate2(file, name, H5T_NATIVE_UINT8, space.get(), H5P_DEFAULT, plist.get(), H5P_DEFAULT));
-  if (!d.ok()) throw InputError(str_cat("cannot create dataset '", name, "' in '", path, "'"));
+  if (!d.ok()) throw InputError(str_cat("cannot create dataset '", name, "' in '", path, "': ", write_failure()));
   return d;
 }
 
@@ -321,25 +359,48 @@ void append(hid_t dataset, int64_t& size, const std::vector<uint8_t>& data, cons
   if (data.empty()) return;
   hsize_t new_size = size + data.size();
   hsize_t offset = size, count = data.size();
-  if (H5Dset_extent(dataset, &new_size) < 0) throw InputError(str_cat("cannot grow dataset in '", path, "'"));
-  Id file_space(H5Dget_space(dataset));
-  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr);
-  Id mem_space(H5Screate_simple(1, &count, nullptr));
-  if (H5Dwrite(dataset, H5T_NATIVE_UINT8, mem_space.get(), file_space.get(), H5P_DEFAULT, data.data()) < 0)
-    throw InputError(str_cat("cannot write to '", path, "' (disk full?)"));
+  errno = 0;
+  checked(H5Dset_extent(dataset, &new_size), "growing a dataset", path);
+  Id file_space(checked(H5Dget_space(dataset), "H5Dget_space", path));
+  checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr),
+          "H5Sselect_hyperslab", path);
+  Id mem_space(checked(H5Screate_simple(1, &count, nullptr), "H5Screate_simple", path));
+  checked(H5Dwrite(dataset, H5T_NATIVE_UINT8, mem_space.get(), file_space.get(), H5P_DEFAULT, data.data()),
+          "writing sample data", path);
   size = new_size;
 }
 
-void write_int_attr(hid_t obj, const char* name, int64_t v) {
-  Id space(H5Screate(H5S_SCALAR));
-  Id attr(H5Acreate2(obj, name, H5T_NATIVE_INT64, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  H5Awrite(attr.get(), H5T_NATIVE_INT64, &v);
+void write_int_attr(hid_t obj, const char* name, int64_t v, const std::string& path) {
+  Id space(checked(H5Screate(H5S_SCALAR), "H5Screate", path));
+  Id attr(checked(H5Acreate2(obj, name, H5T_NATIVE_INT64, space.get(), H5P_DEFAULT, H5P_DEFAULT), name, path));
+  checked(H5Awrite(attr.get(), H5T_NATIVE_INT64, &v), name, path);
 }
 
-std::vector<const char*> c_strings(const std::vector<std::string>& v) {
-  std::vector<const char*> out;
-  for (const auto& s : v) out.push_back(s.c_str());
-  return out;
+/// A 1-D dataset `name` of `n` strings, or an attribute when `attr`.
+void write_strings(hid_t f, const char* name, const std::vector<std::string>& values, bool attr, hid_t untimed,
+                   const std::string& path) {
+  hsize_t n = values.size();
+  Id type = string_type();
+  Id space(checked(H5Screate_simple(1, &n, nullptr), "H5Screate_simple", path));
+  std::vector<const char*> ptrs;
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  if (attr) {
+    Id a(checked(H5Acreate2(f, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), name, path));
+    checked(H5Awrite(a.get(), type.get(), ptrs.data()), name, path);
+    return;
+  }
+  Id d(checked(H5Dcreate2(f, name, type.get(), space.get(), H5P_DEFAULT, untimed, H5P_DEFAULT), name, path));
+  if (n > 0) checked(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), name, path);
+}
+
+/// fsync()s a closed file so the rename that follows cannot expose an empty or partial file after a crash.
+void sync_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw InputError(str_cat("cannot write '", path, "': reopening to sync: ", errno_reason(errno)));
+  const bool ok = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok) throw InputError(str_cat("cannot write '", path, "': fsync: ", errno_reason(err)));
 }
 
 }  // namespace
@@ -360,9 +421,10 @@ H5Writer::H5Writer(const std::string& path, const DatasetInfo& info, int compres
   {
     Id fcpl(H5Pcreate(H5P_FILE_CREATE));
     H5Pset_obj_track_times(fcpl.get(), false);
+    errno = 0;
     file_ = H5Fcreate(partial_.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT);
   }
-  if (file_ < 0) throw InputError(str_cat("cannot create '", partial_, "' (missing directory or no permission?)"));
+  if (file_ < 0) throw InputError(str_cat("cannot create '", partial_, "': ", write_failure()));
   try {
     Id images = create_appendable(file_, "images", compression_level, partial_);
     Id labels = create_appendable(file_, "labels", compression_level, partial_);
@@ -384,74 +446,97 @@ H5Writer::~H5Writer() {
   std::remove(partial_.c_str());
 }
 
-void H5Writer::close_ids() {
+bool H5Writer::close_ids() {
+  bool ok = true;
   for (int64_t* id : {&images_, &labels_}) {
-    if (*id >= 0) H5Dclose(*id);
+    if (*id >= 0) ok = H5Dclose(*id) >= 0 && ok;
     *id = -1;
   }
-  if (file_ >= 0) H5Fclose(file_);
+  if (file_ >= 0) ok = H5Fclose(file_) >= 0 && ok;  // flushes the metadata: may fail on a full disk
   file_ = -1;
+  return ok;
 }
 
 void H5Writer::add(const Sample& s) {
   if (finished_) throw InputError(str_cat("cannot add to '", path_, "': already finished"));
+  if (file_ < 0) throw InputError(str_cat("cannot add to '", path_, "': an earlier write failed"));
   if (s.height <= 0 || s.width <= 0 || s.image.size() != static_cast<size_t>(s.height * s.width * 3) ||
       s.label.size() != static_cast<size_t>(s.height * s.width))
     throw InputError(str_cat("sample '", s.name, "': image has ", s.image.size(), " bytes and label ",
                              s.label.size(), ", expected ", s.height, "x", s.width, "x3 and ", s.height, "x",
                              s.width));
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  index_.push_back({image_size_, label_size_, s.height, s.width});
+  try {
+    append(images_, image_size_, s.image, partial_);
+    append(labels_, label_size_, s.label, partial_);
+  } catch (...) {
+    close_ids();  // a failed write leaves HDF5's caches in an unknown state: nothing more goes into this file
+    std::remove(partial_.c_str());
+    throw;
+  }
+  index_.push_back({image_size_ - static_cast<int64_t>(s.image.size()),
+                    label_size_ - static_cast<int64_t>(s.label.size()), s.height, s.width});
   names_.push_back(s.name);
-  append(images_, image_size_, s.image, partial_);
-  append(labels_, label_size_, s.label, partial_);
+}
+
+void H5Writer::write_metadata() {
+  const hid_t f = file_;
+  Id untimed(checked(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", partial_));
+  checked(H5Pset_obj_track_times(untimed.get(), false), "H5Pset_obj_track_times", partial_);
+  {
+    hsize_t dims[2] = {index_.size(), 4};
+    Id space(checked(H5Screate_simple(2, dims, nullptr), "H5Screate_simple", partial_));
+    Id d(checked(H5Dcreate2(f, "index", H5T_NATIVE_INT64, space.get(), H5P_DEFAULT, untimed.get(), H5P_DEFAULT),
+                 "creating /index", partial_));
+    if (!index_.empty())
+      checked(H5Dwrite(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, index_.data()), "writing /index",
+              partial_);
+  }
+  write_strings(f, "names", names_, /*attr=*/false, untimed.get(), partial_);
+  write_int_attr(f, "segkd_format", 1, partial_);
+  write_int_attr(f, "num_classes", info_.num_classes, partial_);
+  write_int_attr(f, "ignore_index", info_.ignore_index, partial_);
+  write_strings(f, "class_names", info_.class_names, /*attr=*/true, untimed.get(), partial_);
+  {
+    hsize_t dims[2] = {info_.palette.size(), 3};
+    Id space(checked(H5Screate_simple(2, dims, nullptr), "H5Screate_simple", partial_));
+    Id attr(checked(H5Acreate2(f, "palette", H5T_NATIVE_UINT8, space.get(), H5P_DEFAULT, H5P_DEFAULT), "palette",
+                    partial_));
+    checked(H5Awrite(attr.get(), H5T_NATIVE_UINT8, info_.palette.data()), "palette", partial_);
+  }
+  checked(H5Fflush(f, H5F_SCOPE_GLOBAL), "H5Fflush", partial_);
 }
 
 void H5Writer::finish() {
   if (finished_) return;
-  {
+  if (file_ < 0) throw InputError(str_cat("cannot finish '", path_, "': an earlier write failed"));
+  try {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    const hid_t f = file_;
-    Id untimed(H5Pcreate(H5P_DATASET_CREATE));
-    H5Pset_obj_track_times(untimed.get(), false);
+    errno = 0;
+    write_metadata();
+    errno = 0;
+    if (!close_ids()) throw InputError(str_cat("cannot write '", partial_, "': H5Fclose: ", write_failure()));
+  } catch (...) {
     {
-      hsize_t dims[2] = {index_.size(), 4};
-      Id space(H5Screate_simple(2, dims, nullptr));
-      Id d(H5Dcreate2(f, "index", H5T_NATIVE_INT64, space.get(), H5P_DEFAULT, untimed.get(), H5P_DEFAULT));
-      if (!index_.empty() && H5Dwrite(d.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, index_.data()) < 0)
-        throw InputError(str_cat("cannot write /index to '", partial_, "'"));
+      std::lock_guard<std::mutex> lock(hdf5_mutex());
+      close_ids();
     }
-    {
-      hsize_t n = names_.size();
-      Id type = string_type();
-      Id space(H5Screate_simple(1, &n, nullptr));
-      Id d(H5Dcreate2(f, "names", type.get(), space.get(), H5P_DEFAULT, untimed.get(), H5P_DEFAULT));
-      auto ptrs = c_strings(names_);
-      if (n > 0 && H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
-        throw InputError(str_cat("cannot write /names to '", partial_, "'"));
-    }
-    write_int_attr(f, "segkd_format", 1);
-    write_int_attr(f, "num_classes", info_.num_classes);
-    write_int_attr(f, "ignore_index", info_.ignore_index);
-    {
-      hsize_t n = info_.class_names.size();
-      Id type = string_type();
-      Id space(H5Screate_simple(1, &n, nullptr));
-      Id attr(H5Acreate2(f, "class_names", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
-      auto ptrs = c_strings(info_.class_names);
-      H5Awrite(attr.get(), type.get(), ptrs.data());
-    }
-    {
-      hsize_t dims[2] = {info_.palette.size(), 3};
-      Id space(H5Screate_simple(2, dims, nullptr));
-      Id attr(H5Acreate2(f, "palette", H5T_NATIVE_UINT8, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-      H5Awrite(attr.get(), H5T_NATIVE_UINT8, info_.palette.data());
-    }
-    H5Fflush(f, H5F_SCOPE_GLOBAL);
-    close_ids();
+    std::remove(partial_.c_str());
+    throw;
   }
-  if (std::rename(partial_.c_str(), path_.c_str()) != 0)
-    throw InputError(str_cat("cannot rename '", partial_, "' to '", path_, "'"));
+  try {
+    sync_file(partial_);
+  } catch (...) {
+    std::remove(partial_.c_str());
+    throw;
+  }
+  // Only a complete, closed and synced file replaces what is at `path_`.
+  if (std::rename(partial_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    std::remove(partial_.c_str());
+    throw InputError(str_cat("cannot rename '", partial_, "' to '", path_, "': ", errno_reason(err)));
+  }
+  fsync_directory(std::filesystem::path(path_).parent_path().string());
   finished_ = true;
 }
 

@@ -49,6 +49,8 @@ class H5Dataset {
   int64_t size() const;
   /// Sample `index` in [0, size()), global over the shards in file order.
   Sample get(int64_t index) const;
+  /// The shard file holding sample `index`.
+  const std::string& file_of(int64_t index) const;
   /// Only the name of sample `index` (no HDF5 read).
   const std::string& name(int64_t index) const;
   /// Height and width of sample `index` (no HDF5 read).
@@ -66,7 +68,9 @@ class H5Dataset {
   DatasetInfo info_;
 };
 
-/// Writes a format-1 shard atomically: data goes to "<path>.partial", renamed to `path` by finish(); destroying
+/// Writes a format-1 shard atomically: data goes to "<path>.partial", renamed to `path` by finish() only once every
+/// HDF5 call (H5Fflush, H5Fclose included) succeeded and the file is fsynced; on any failure the partial file is
+/// removed and the file at `path` is untouched (errors name the file and errno, "disk full (ENOSPC)"); destroying
 /// the writer without finish() removes the partial file. `compression_level` 0 = none, 1..9 = deflate.
 class H5Writer {
  public:
@@ -84,7 +88,9 @@ class H5Writer {
   const std::string& path() const { return path_; }
 
  private:
-  void close_ids();
+  /// Closes datasets and file; false when any close failed (H5Fclose flushes metadata and may hit a full disk).
+  bool close_ids();
+  void write_metadata();
   std::string path_, partial_;
   DatasetInfo info_;
   int64_t file_ = -1, images_ = -1, labels_ = -1;

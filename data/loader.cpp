@@ -38,6 +38,16 @@ TrainLoader::~TrainLoader() {
 
 int64_t TrainLoader::iterations_per_epoch() const { return (sampler_.per_rank() + batch_ - 1) / batch_; }
 
+void check_labels(const Sample& s, int64_t num_classes, int64_t ignore_index, const std::string& file) {
+  for (size_t p = 0; p < s.label.size(); ++p) {
+    const int64_t v = s.label[p];
+    if (v < num_classes || v == ignore_index) continue;
+    const int64_t y = static_cast<int64_t>(p) / s.width, x = static_cast<int64_t>(p) % s.width;
+    throw InputError(str_cat("label value ", v, " at (y=", y, ", x=", x, ") is >= num_classes ", num_classes,
+                             " and != ignore_index ", ignore_index, " in '", file, "'"));
+  }
+}
+
 Batch TrainLoader::build(int64_t iteration) const {
   Batch b;
   b.iteration = iteration;
@@ -54,6 +64,7 @@ Batch TrainLoader::build(int64_t iteration) const {
     const int64_t index = sampler_.stream_at(pos);
     try {
       Sample s = ds_->get(index);
+      check_labels(s, ds_->info().num_classes, aug_.ignore_index, ds_->file_of(index));
       augment_into(s, aug_, seed_, epoch, index, img + j * 3 * h * w, lbl + j * h * w);
       b.names.push_back(std::move(s.name));
     } catch (const std::exception& e) {

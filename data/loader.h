@@ -27,6 +27,10 @@ struct Batch {
   int64_t iteration = 0;         ///< k for the k-th batch of the stream
 };
 
+/// Throws InputError naming `file` and the pixel when a label of `s` is >= `num_classes` and not `ignore_index`
+/// (LibTorch's loss would fail later with "Target N is out of bounds", naming neither file nor sample).
+void check_labels(const Sample& s, int64_t num_classes, int64_t ignore_index, const std::string& file);
+
 /// Endless iteration-based stream for rank `rank`: batch k holds stream positions [k*B, (k+1)*B) of the Sampler
 /// (epoch of a sample = position / per_rank), so a loader created with start_iteration=k continues exactly
 /// (resume). `workers` threads each build whole batches; at most `prefetch` finished-or-in-progress batches are

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/paths.h"
 #include "data/image_io.h"
 #include "data/parallel_write.h"
 
@@ -412,6 +413,18 @@ Sample convert(const Pair& p, LabelMap map, int64_t classes, int64_t ignore) {
   return s;
 }
 
+/// An output that already exists may be one of the inputs (`--out` = an image or label): refuse before writing.
+void check_outputs_not_inputs(const std::vector<std::string>& outputs, const std::vector<Pair>& pairs) {
+  for (const auto& out : outputs) {
+    std::error_code ec;
+    if (!fs::exists(out, ec)) continue;  // an input always exists
+    for (const auto& p : pairs) {
+      check_output_not_input("--out", out, str_cat("input image of '", p.name, "'"), p.image);
+      check_output_not_input("--out", out, str_cat("input label of '", p.name, "'"), p.label);
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> preprocess(const PreprocessOptions& o) {
@@ -446,6 +459,7 @@ std::vector<std::string> preprocess(const PreprocessOptions& o) {
   const int64_t shards = std::min<int64_t>(o.shards, n);
   std::vector<std::string> paths;
   for (int64_t i = 0; i < shards; ++i) paths.push_back(shard_path(o.out, i, shards));
+  check_outputs_not_inputs(paths, pairs);
   detail::write_parallel(
       n, o.workers, [&](int64_t i) { return convert(pairs[i], map, info.num_classes, info.ignore_index); }, paths,
       info, o.compression, o.progress, str_cat("preprocess ", o.format, "/", o.split));

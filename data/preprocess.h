@@ -48,6 +48,9 @@ struct SynthOptions {
   int compression = 0;
 };
 
+/// Largest image side synthesize() accepts: a scene is built in memory by each worker (4 bytes per pixel).
+constexpr int64_t kMaxSynthSide = 16384;
+
 /// Writes `num` procedurally generated scenes with exact labels to `out` (deterministic by seed, independent of
 /// `workers`). Classes split into "stuff" classes (the first ceil(C/2)): warped Voronoi regions, each class a
 /// texture (stripe orientation/period, checks, dots, ...) in random colours; and "object" classes: shapes

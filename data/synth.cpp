@@ -259,6 +259,10 @@ void synthesize(const SynthOptions& o) {
   if (o.out.empty()) throw ConfigError("synth: --out is required");
   if (o.num <= 0) throw ConfigError(str_cat("synth: --num must be > 0, got ", o.num));
   if (o.height < 8 || o.width < 8) throw ConfigError(str_cat("synth: --size must be at least 8x8, got ", o.height, "x", o.width));
+  if (o.height > kMaxSynthSide || o.width > kMaxSynthSide) {
+    throw ConfigError(str_cat("synth: --size ", o.height, "x", o.width, " is too large: at most ", kMaxSynthSide,
+                              " per side"));
+  }
   if (o.classes < 2 || o.classes > 255) throw ConfigError(str_cat("synth: --classes must be in [2, 255], got ", o.classes));
   const Layout L(o.classes);
   detail::write_parallel(

@@ -78,8 +78,14 @@ std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, to
 /// The MPI backend over a duplicate of the runtime's world communicator (collective call).
 std::shared_ptr<Communicator> make_mpi_communicator(double timeout_s);
 
-/// The device this rank trains on: CUDA device local_rank % device count when the NCCL backend was built and a
-/// device is usable, else the CPU.
+/// The device rule of every subcommand, with LibTorch's two CUDA answers as parameters (so it is unit-testable):
+/// CUDA device `local_rank % cuda_devices` when LibTorch can use CUDA (`torch_cuda_available`, i.e. it was built
+/// with CUDA and a driver and device are present) and `cuda_devices` > 0, else the CPU. A GPU visible to the CUDA
+/// runtime is not enough: a CPU-only LibTorch cannot move a model there.
+torch::Device choose_device(bool torch_cuda_available, int64_t cuda_devices, int local_rank);
+
+/// The device this rank runs on: choose_device(torch::cuda::is_available(), torch::cuda::device_count(),
+/// topology().local_rank). Used by train, eval and predict alike.
 torch::Device local_device();
 
 /// True when the NCCL backend was compiled in.

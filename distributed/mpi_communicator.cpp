@@ -498,10 +498,15 @@ bool nccl_built() { return false; }
 int cuda_device_count() { return 0; }
 #endif
 
+torch::Device choose_device(bool torch_cuda_available, int64_t cuda_devices, int local_rank) {
+  if (!torch_cuda_available || cuda_devices <= 0) return torch::kCPU;
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % cuda_devices));
+}
+
 torch::Device local_device() {
-  int devices = cuda_device_count();
-  if (devices == 0) return torch::kCPU;
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(topology().local_rank % devices));
+  const bool available = torch::cuda::is_available();
+  return choose_device(available, available ? static_cast<int64_t>(torch::cuda::device_count()) : 0,
+                       topology().local_rank);
 }
 
 std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, torch::Device device) {

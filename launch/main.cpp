@@ -6,6 +6,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "distributed/agreement.h"
 #include "distributed/runtime.h"
 #include "launch/commands.h"
 
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
     }
     int code = segkd::dist::run_guarded([&] {
       segkd::dist::init(&argc, &argv);
+      segkd::dist::check_command_line_agreement(argc, argv);  // before any rank enters a command's collectives
       return cmd.run();
     });
     segkd::dist::finalize();

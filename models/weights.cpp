@@ -5,12 +5,14 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <sstream>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 namespace segkd::models {
@@ -27,15 +29,43 @@ namespace {
 struct PyObj;
 using Obj = std::shared_ptr<PyObj>;
 
+/// Containers nested deeper than this are refused: nothing torch.save writes for a state_dict comes close.
+constexpr int kMaxNesting = 512;
+
 struct PyObj {
   enum Kind { kNone, kBool, kInt, kFloat, kStr, kBytes, kTuple, kList, kDict, kGlobal, kTensor, kStorage, kOpaque };
   Kind kind = kNone;
   int64_t i = 0;
   double f = 0;
+  int depth = 1;  // containers: 1 + the deepest element at insertion time
   std::string s;  // str, bytes, global "module.name", opaque class name
   std::vector<Obj> items;
   std::vector<std::pair<Obj, Obj>> dict;
   torch::Tensor tensor;
+
+  PyObj() = default;
+  PyObj(const PyObj&) = delete;
+  PyObj& operator=(const PyObj&) = delete;
+  /// Iterative teardown: a crafted pickle may nest (or, through the memo, chain) objects deeper than the stack
+  /// would survive with the recursive destruction of shared_ptr members.
+  ~PyObj() {
+    std::vector<Obj> pending;
+    auto take = [&pending](PyObj& o) {
+      for (auto& item : o.items) pending.push_back(std::move(item));
+      for (auto& [k, v] : o.dict) {
+        pending.push_back(std::move(k));
+        pending.push_back(std::move(v));
+      }
+      o.items.clear();
+      o.dict.clear();
+    };
+    take(*this);
+    while (!pending.empty()) {
+      Obj o = std::move(pending.back());
+      pending.pop_back();
+      if (o && o.use_count() == 1) take(*o);  // its last owner: empty it before it dies
+    }
+  }
 };
 
 const char* kind_name(PyObj::Kind kind) {
@@ -109,11 +139,12 @@ class Unpickler {
         case ')': push(make(PyObj::kTuple)); break;
         case 0x8f: push(make_str(PyObj::kOpaque, "set")); break;  // EMPTY_SET
         case '(': marks_.push_back(stack_.size()); break;
-        case 't': { auto t = make(PyObj::kTuple); t->items = pop_mark(); push(t); break; }
-        case 'l': { auto t = make(PyObj::kList); t->items = pop_mark(); push(t); break; }
+        case 't': { auto t = make(PyObj::kTuple); t->items = pop_mark(); nest(t, t->items); push(t); break; }
+        case 'l': { auto t = make(PyObj::kList); t->items = pop_mark(); nest(t, t->items); push(t); break; }
         case 'd': {
           auto d = make(PyObj::kDict);
           auto items = pop_mark();
+          nest(d, items);
           for (size_t k = 0; k + 1 < items.size(); k += 2) d->dict.emplace_back(items[k], items[k + 1]);
           push(d);
           break;
@@ -124,6 +155,7 @@ class Unpickler {
           auto t = make(PyObj::kTuple);
           t->items.assign(stack_.end() - n, stack_.end());
           stack_.resize(stack_.size() - n);
+          nest(t, t->items);
           push(t);
           break;
         }
@@ -166,10 +198,10 @@ class Unpickler {
         case 'q': memo_[u8()] = top(); break;
         case 'r': memo_[u32()] = top(); break;
         case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE
-        case 'p': memo_[std::stoull(read_line())] = top(); break;
+        case 'p': memo_[decimal_arg('p', pos_ - 1)] = top(); break;
         case 'h': push(memo(u8())); break;
         case 'j': push(memo(u32())); break;
-        case 'g': push(memo(std::stoull(read_line()))); break;
+        case 'g': push(memo(decimal_arg('g', pos_ - 1))); break;
         case 'Q': push(persistent_load(pop())); break;
         case 'R': { auto args = pop(); auto fn = pop(); push(reduce(fn, args)); break; }
         case 0x81: { pop(); auto cls = pop(); push(make_str(PyObj::kOpaque, cls->s)); break; }       // NEWOBJ
@@ -195,6 +227,28 @@ class Unpickler {
  private:
   [[noreturn]] void fail(const std::string& what) const {
     throw InputError(str_cat(path_, ": cannot parse data.pkl: ", what));
+  }
+  /// Records that `container` now holds `items`; refuses nesting deeper than kMaxNesting.
+  void nest(const Obj& container, const std::vector<Obj>& items) {
+    for (const auto& item : items) {
+      if (item->depth + 1 > container->depth) container->depth = item->depth + 1;
+    }
+    if (container->depth > kMaxNesting) {
+      fail(str_cat("containers nested deeper than ", kMaxNesting, " levels at offset ", pos_ - 1));
+    }
+  }
+  /// The decimal argument of a text opcode (`p`, `g`) that started at `start`.
+  uint64_t decimal_arg(char op, size_t start) {
+    const std::string line = read_line();
+    uint64_t v = 0;
+    if (line.empty() || line.size() > 19) fail(str_cat("opcode '", op, "' at offset ", start, ": bad argument \"", line.substr(0, 40), "\""));
+    for (char c : line) {
+      if (c < '0' || c > '9') {
+        fail(str_cat("opcode '", op, "' at offset ", start, ": bad argument \"", line.substr(0, 40), "\" (not a number)"));
+      }
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return v;
   }
   void need(size_t n) const {
     if (stack_.size() < n) fail(str_cat("stack underflow at offset ", pos_));
@@ -261,10 +315,12 @@ class Unpickler {
   }
   void add_items(const Obj& target, const std::vector<Obj>& items) {
     if (target->kind != PyObj::kDict) return;  // e.g. a custom mapping object: ignore its items
+    nest(target, items);
     for (size_t k = 0; k + 1 < items.size(); k += 2) target->dict.emplace_back(items[k], items[k + 1]);
   }
   void append(const Obj& target, const std::vector<Obj>& items) {
     if (target->kind != PyObj::kList) return;
+    nest(target, items);
     target->items.insert(target->items.end(), items.begin(), items.end());
   }
 
@@ -277,16 +333,53 @@ class Unpickler {
     const std::string key = pid->items[2]->kind == PyObj::kInt ? std::to_string(pid->items[2]->i) : pid->items[2]->s;
     auto cached = storages_.find(key);
     if (cached != storages_.end()) return cached->second;
+    const torch::Dtype dtype = storage_dtype(pid->items[1]->s, path_);
+    const int64_t numel = pid->items[4]->i;
+    int64_t bytes = 0;
+    if (pid->items[4]->kind != PyObj::kInt || numel < 0 ||
+        __builtin_mul_overflow(numel, static_cast<int64_t>(c10::elementSize(dtype)), &bytes)) {
+      fail(str_cat("storage ", key, " has an invalid element count (offset ", pos_ - 1, ")"));
+    }
     auto o = make(PyObj::kStorage);
-    o->tensor = loader_(key, storage_dtype(pid->items[1]->s, path_), pid->items[4]->i);
+    o->tensor = loader_(key, dtype, numel);
     storages_[key] = o;
     return o;
   }
 
-  static std::vector<int64_t> int_list(const Obj& o) {
+  std::vector<int64_t> int_list(const Obj& o, const char* what) const {
+    if (o->kind != PyObj::kTuple && o->kind != PyObj::kList) fail(str_cat("tensor record: ", what, " is not a tuple"));
     std::vector<int64_t> v;
-    for (const auto& item : o->items) v.push_back(item->i);
+    for (const auto& item : o->items) {
+      if (item->kind != PyObj::kInt || item->i < 0) fail(str_cat("tensor record: ", what, " holds a negative or non-integer value"));
+      v.push_back(item->i);
+    }
     return v;
+  }
+
+  /// A view (offset, sizes, strides) of `storage`, after checking every element it can address lies inside it
+  /// (all arithmetic checked: crafted sizes must not wrap around the bounds check).
+  torch::Tensor checked_view(const torch::Tensor& storage, const Obj& offset_obj, const Obj& sizes_obj,
+                             const Obj& strides_obj) const {
+    const auto sizes = int_list(sizes_obj, "size"), strides = int_list(strides_obj, "stride");
+    if (sizes.size() != strides.size()) fail("tensor record: size and stride differ in length");
+    if (offset_obj->kind != PyObj::kInt || offset_obj->i < 0) fail("tensor record: negative storage offset");
+    const int64_t offset = offset_obj->i, numel = storage.numel();
+    int64_t last = offset;  // the highest element index the view touches
+    bool empty = false;
+    for (size_t d = 0; d < sizes.size(); ++d) {
+      if (sizes[d] == 0) empty = true;
+      int64_t span = 0;
+      if (sizes[d] > 0 && (__builtin_mul_overflow(sizes[d] - 1, strides[d], &span) ||
+                           __builtin_add_overflow(last, span, &last))) {
+        fail(str_cat("tensor record: view of ", sizes.size(), "-d shape overflows (storage offset ", offset, ")"));
+      }
+    }
+    if (!empty && last >= numel) {
+      fail(str_cat("tensor record: view reaches element ", last, " but its storage holds ", numel,
+                   " (storage offset ", offset, ")"));
+    }
+    if (empty) return torch::empty(sizes, storage.options());
+    return storage.as_strided(sizes, strides, offset);
   }
 
   Obj reduce(const Obj& fn, const Obj& args) {
@@ -295,8 +388,7 @@ class Unpickler {
       if (args->items.size() < 4 || args->items[0]->kind != PyObj::kStorage) fail("malformed tensor record");
       auto o = make(PyObj::kTensor);
       // A view of the storage: the legacy format fills storages after the pickle; read_pth clones at the end.
-      o->tensor = args->items[0]->tensor.as_strided(int_list(args->items[2]), int_list(args->items[3]),
-                                                    args->items[1]->i);
+      o->tensor = checked_view(args->items[0]->tensor, args->items[1], args->items[2], args->items[3]);
       return o;
     }
     if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state" ||
@@ -400,6 +492,10 @@ Obj load_legacy(const std::string& path) {
   std::string data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   std::map<std::string, torch::Tensor> storages;
   auto loader = [&](const std::string& key, torch::Dtype dtype, int64_t numel) {
+    // Storages follow the pickles in this file: a count larger than the file is damage, not a huge allocation.
+    if (static_cast<uint64_t>(numel) * c10::elementSize(dtype) > data.size()) {
+      throw InputError(str_cat(path, ": storage ", key, " claims ", numel, " elements, more than the file holds"));
+    }
     auto t = torch::empty({numel}, dtype);
     storages[key] = t;
     return t;
@@ -438,6 +534,8 @@ Obj load_legacy(const std::string& path) {
 }  // namespace
 
 StateDict read_pth(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw InputError(str_cat(path, ": is a directory, not a weight file"));
   std::ifstream file(path, std::ios::binary);
   if (!file) throw InputError(str_cat(path, ": cannot open weight file"));
   char magic[4] = {0, 0, 0, 0};
@@ -493,21 +591,8 @@ void write_pth(const StateDict& state, const std::string& path) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [key, tensor] : state) dict.insert(key, tensor.detach().cpu().contiguous());
   const std::vector<char> bytes = torch::pickle_save(dict);
-  const std::string tmp = str_cat(path, ".tmp.", ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError(str_cat(path, ": cannot create ", tmp));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw InputError(str_cat(path, ": write failed (disk full?)"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw InputError(str_cat(path, ": cannot rename ", tmp, " into place"));
-  }
+  // Checked writes, temporary file removed on failure, the previous file untouched (disk full, quota).
+  write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 StateDict state_dict(torch::nn::Module& module) {

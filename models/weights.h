@@ -22,7 +22,7 @@ using StateDict = std::map<std::string, torch::Tensor>;
 StateDict read_pth(const std::string& path);
 
 /// Writes a state_dict that PyTorch's torch.load reads back as a dict of tensors (torch::pickle_save of a
-/// c10::Dict), atomically (temporary file in the same directory + rename). Throws InputError naming the path.
+/// c10::Dict), atomically through write_file_atomic(). Throws segkd::Error naming the path and errno ("disk full (ENOSPC)").
 void write_pth(const StateDict& state, const std::string& path);
 
 /// Parameters and buffers of `module` with their dotted names (mmseg key names for segkd models).

@@ -12,6 +12,7 @@ PACKAGES=(
   libhdf5-dev                                # dataset format
   libtomlplusplus-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   libpng-dev libjpeg-dev                     # image codecs (VOC palette PNGs are read as indices)
+  zlib1g-dev                                 # CRC-32 of checkpoints
   libgtest-dev
   python3-torch python3-numpy python3-h5py   # /usr/bin/python3: parity tests, h5py reads our HDF5, PyTorch peer benchmarks
 )

@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/logging.h"
+#include "common/paths.h"
 #include "common/run_dir.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
@@ -99,14 +100,27 @@ std::string fmt_pct(double v) { return std::isnan(v) ? std::string("-") : fmt::f
 
 }  // namespace
 
-int run_train(const ConfigArgs& c, const std::string& work_dir, const std::string& resume) {
+int run_train(const ConfigArgs& c, const std::string& work_dir, const std::string& resume, bool overwrite) {
   std::vector<std::string> extra;
   if (!work_dir.empty()) extra.push_back("run.work_dir=" + quote_toml(work_dir));
   auto cfg = load(c, extra);
   setup_logging("", dist::topology().rank, cfg.log.level);
   TrainOptions options;
   options.resume = resume;
-  train(cfg, options);
+  options.overwrite = overwrite;
+  try {
+    train(cfg, options);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    what = what.substr(0, what.find('\n'));
+    if (what.find("can't allocate memory") == std::string::npos) throw;
+    throw Error(str_cat("out of memory (", what.substr(what.find("can't allocate")), ") with data.crop = [",
+                        cfg.data.crop[0], ", ", cfg.data.crop[1], "] and data.batch_per_rank = ",
+                        cfg.data.batch_per_rank, ": lower them"));
+  } catch (const std::bad_alloc&) {
+    throw Error(str_cat("out of memory with data.crop = [", cfg.data.crop[0], ", ", cfg.data.crop[1],
+                        "] and data.batch_per_rank = ", cfg.data.batch_per_rank, ": lower them"));
+  }
   return 0;
 }
 
@@ -160,9 +174,10 @@ int run_predict(const ConfigArgs& c, const std::string& weights, const std::stri
   } else {
     throw InputError(str_cat("--input: not found: ", input));
   }
+  check_output_dir_not_input_dir("--out", out, "--input", input);
   fs::create_directories(out);
   auto model = load_student(cfg, weights);
-  const torch::Device device = torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  const torch::Device device = dist::local_device();  // the one device rule of every subcommand
   model->to(device);
   const auto palette = palette_for(cfg);
   const auto aug = data::AugmentOptions::from(cfg.data);
@@ -197,6 +212,7 @@ int run_predict(const ConfigArgs& c, const std::string& weights, const std::stri
 }
 
 int run_export(const std::string& checkpoint, const std::string& out) {
+  check_output_not_input("--out", out, "checkpoint", checkpoint);
   auto state = read_checkpoint_student(checkpoint);
   models::write_pth(state, out);
   std::cout << "exported " << state.size() << " tensors from " << checkpoint << " to " << out

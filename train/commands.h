@@ -11,8 +11,8 @@ struct ConfigArgs {
   std::vector<std::string> overrides;  ///< --set key=value
 };
 
-/// `segkd train CONFIG [--set ...] [--work-dir DIR] [--resume auto|PATH]` (needs dist::init).
-int run_train(const ConfigArgs& c, const std::string& work_dir, const std::string& resume);
+/// `segkd train CONFIG [--set ...] [--work-dir DIR] [--resume auto|PATH | --overwrite]` (needs dist::init).
+int run_train(const ConfigArgs& c, const std::string& work_dir, const std::string& resume, bool overwrite = false);
 /// `segkd eval CONFIG --weights PATH [--precision fp32|int8]`: prints and writes (`<work_dir>/eval.json`) mIoU and
 /// per-class IoU; int8 evaluates the model as an int8 teacher runs (folded, calibrated on data.train).
 int run_eval(const ConfigArgs& c, const std::string& weights, const std::string& out_json,

@@ -27,10 +27,13 @@
 #include "models/segmentor.h"
 #include "models/weights.h"
 #include "train/checkpoint.h"
+#include "train/config_diff.h"
 #include "train/metrics.h"
 #include "train/precision.h"
 #include "train/progress.h"
+#include "train/run_lock.h"
 #include "train/schedule.h"
+#include "train/stop_signal.h"
 #include "train/teacher.h"
 #include "train/teacher_runner.h"
 
@@ -253,6 +256,7 @@ class Trainer {
   void maybe_evaluate(bool last);
   void checkpoint_now();
   void evaluate_now();
+  void stop_if_signalled();
   TrainSummary finish();
 
   const Config& cfg_;
@@ -279,10 +283,14 @@ class Trainer {
   std::unique_ptr<TeacherRunner> runner_;
   std::unique_ptr<data::TrainLoader> loader_;
   std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<RunDirClaim> claim_;  ///< rank 0's hold on the run directory (run.lock) for the whole run
+  StopSignals stop_signals_;            ///< SIGTERM / SIGINT: all ranks stop at the same step boundary
   OutputRequest student_request_;
 
   int64_t iter_ = 0, total_ = 0, fault_at_ = -1, skipped_in_a_row_ = 0;
-  int64_t last_checkpoint_ = -1, last_eval_ = -1;
+  int64_t last_checkpoint_ = -1, last_eval_ = -1, start_iter_ = 0;
+  std::string run_id_ = new_run_id();  ///< checkpoint ownership (checkpoint.keep prunes only this run's own)
+  std::string resumed_from_;           ///< the checkpoint this session resumed from (never pruned)
   double train_s_ = 0, progress_ = 0, lr_ = 0;
   bool budget_ = false;
   bool check_each_step_ = true;  ///< finiteness read every step (CPU, or loss.skip_nonfinite); else per window
@@ -310,6 +318,8 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& options) : cfg_(cfg), op
   loader_ = std::make_unique<data::TrainLoader>(train_set_, aug_, cfg.data.batch_per_rank, cfg.data.workers,
                                                 cfg.data.prefetch, rank_, world_,
                                                 static_cast<uint64_t>(cfg.run.seed), iter_);
+  if (claim_) claim_->commit(cfg.resolved_toml);  // every start-up check has passed: config.toml, --overwrite
+  start_iter_ = iter_;
   metrics_ = std::make_unique<MetricsWriter>(cfg.run.work_dir, rank_ == 0);
   budget_ = schedule_->budget_based();
   total_ = budget_ ? std::numeric_limits<int64_t>::max() : schedule_->total_iterations();
@@ -320,12 +330,9 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& options) : cfg_(cfg), op
 }
 
 void Trainer::open_run_dir() {
-  // Rank 0 creates it; everybody logs into it.
-  if (rank_ == 0) {
-    prepare_run_dir(cfg_.run.work_dir);
-    write_file_atomic((fs::path(cfg_.run.work_dir) / "config.toml").string(), cfg_.resolved_toml);
-  }
-  comm_->barrier();
+  // Rank 0 claims it (run.lock, another run's checkpoints); a refusal ends every rank alike. Nothing in it changes
+  // before claim_->commit() (docs/run-directory.md).
+  claim_ = claim_run_dir(*comm_, cfg_.run.work_dir, options_.resume, options_.overwrite);
   setup_logging(cfg_.run.work_dir, rank_, cfg_.log.level);
   spdlog::info("segkd train '{}' | config {} (hash {}) | {} rank(s) on {} node(s) via {} | {} thread(s)/rank | {} | {}",
                cfg_.run.name, cfg_.source_path, cfg_.hash, world_, dist::topology().nodes,
@@ -393,10 +400,11 @@ void Trainer::resume() {
   }
   path = comm_->all_gather_string(path).front();
   if (path.empty()) return;
+  // Changed keys first: a changed model gets its reason, not a tensor-shape mismatch.
+  check_resume_config(path, checkpoint_config(path, read_checkpoint_meta(path).config_toml), cfg_.resolved_toml);
   auto meta = load_checkpoint(path, *student_, *objective_, *optimizer_);
-  if (!meta.config_hash.empty() && meta.config_hash != cfg_.hash) {
-    spdlog::warn("resuming {} written with config hash {} (now {})", path, meta.config_hash, cfg_.hash);
-  }
+  if (!meta.run_id.empty()) run_id_ = meta.run_id;
+  resumed_from_ = path;
   iter_ = meta.iteration;
   train_s_ = meta.train_seconds;
   scaler_->restore(meta.loss_scale, meta.loss_scale_clean_steps);
@@ -604,12 +612,26 @@ void Trainer::checkpoint_now() {
   auto t0 = Clock::now();
   if (rank_ == 0) {
     CheckpointMeta meta{iter_, train_s_, cfg_.hash, scaler_->scale(), scaler_->clean_steps()};
+    meta.run_id = run_id_;
+    meta.config_toml = cfg_.resolved_toml;
     if (int8_) meta.teacher_int8_ranges = int8_->ranges();
-    save_checkpoint(cfg_.run.work_dir, meta, *student_, *objective_, *optimizer_, cfg_.checkpoint.keep);
+    save_checkpoint(cfg_.run.work_dir, meta, *student_, *objective_, *optimizer_,
+                    KeepPolicy{cfg_.checkpoint.keep, resumed_from_});
   }
   comm_->barrier();
   last_checkpoint_ = iter_;
   summary_.checkpoint_s += seconds_since(t0);
+}
+
+void Trainer::stop_if_signalled() {
+  const int sig = agree_stop_signal(*comm_, device_);
+  if (!sig) return;
+  const bool save = cfg_.checkpoint.on_signal && iter_ > start_iter_;
+  if (save) checkpoint_now();
+  const std::string why =
+      stop_message(sig, iter_, save ? checkpoint_path(cfg_.run.work_dir, iter_) : "", cfg_.checkpoint.on_signal);
+  spdlog::warn("{}", why);
+  throw Error(why);
 }
 
 void Trainer::evaluate_now() {
@@ -628,6 +650,7 @@ void Trainer::evaluate_now() {
 TrainSummary Trainer::run() {
   student_->train();
   while (keep_going()) {
+    stop_if_signalled();
     step();
     const bool last = last_iteration();
     if (iter_ % cfg_.log.interval == 0 || last) log_window();

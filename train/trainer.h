@@ -13,6 +13,7 @@ namespace segkd::train {
 
 struct TrainOptions {
   std::string resume;  ///< "" = fresh start, "auto" = newest valid checkpoint in work_dir, or a checkpoint path
+  bool overwrite = false;  ///< start afresh in a run directory that holds another run's checkpoints (deletes them)
 };
 
 struct TrainSummary {

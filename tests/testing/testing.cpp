@@ -1,6 +1,11 @@
 #include "tests/testing/testing.h"
 
+#include <sys/mount.h>
+
+#include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -39,6 +44,27 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   fs::remove_all(path_, ec);
+}
+
+SmallTmpfs::SmallTmpfs(const std::string& size) {
+  const std::string options = "size=" + size;
+  if (::mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, options.c_str()) == 0) {
+    mounted_ = true;
+  } else {
+    error_ = "cannot mount a " + size + " tmpfs on " + dir_.path() + " (" + std::strerror(errno) +
+             "): disk-full test needs root or CAP_SYS_ADMIN";
+  }
+}
+
+SmallTmpfs::~SmallTmpfs() {
+  if (mounted_) ::umount2(dir_.path().c_str(), MNT_DETACH);
+}
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 void write_text(const std::string& path, const std::string& text) {

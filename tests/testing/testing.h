@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 namespace segkd::testing {
 
@@ -30,6 +31,29 @@ class TempDir {
  private:
   std::string path_;
 };
+
+/// A size-limited tmpfs mounted on a fresh temporary directory (disk-full tests), unmounted when the object dies.
+/// `mounted()` is false with `error()` set where mounting is not permitted (no root, a container without
+/// CAP_SYS_ADMIN): tests then GTEST_SKIP() with that reason.
+class SmallTmpfs {
+ public:
+  explicit SmallTmpfs(const std::string& size = "2m");
+  ~SmallTmpfs();
+  SmallTmpfs(const SmallTmpfs&) = delete;
+  SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::string& error() const { return error_; }
+  const std::string& path() const { return dir_.path(); }
+  std::string file(const std::string& name) const { return dir_.file(name); }
+
+ private:
+  TempDir dir_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
+/// The names in directory `dir` (not recursive), sorted.
+std::vector<std::string> list_dir(const std::string& dir);
 
 /// Writes `text` to `path` (creating parent directories).
 void write_text(const std::string& path, const std::string& text);

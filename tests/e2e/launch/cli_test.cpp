@@ -19,7 +19,7 @@ TEST(Cli, HelpListsEverySubcommand) {
 
 TEST(Cli, SubcommandHelpDocumentsItsOptions) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> expected{
-      {"train", {"--set", "--work-dir", "--resume"}},
+      {"train", {"--set", "--work-dir", "--resume", "--overwrite"}},
       {"eval", {"--weights", "--set", "--out"}},
       {"predict", {"--weights", "--input", "--out"}},
       {"preprocess", {"--format", "--root", "--split", "--out", "--shards", "--workers", "--classes"}},
@@ -92,6 +92,30 @@ TEST(Cli, EveryShippedConfigResolves) {
     ++n;
   }
   EXPECT_GE(n, 5);
+}
+
+TEST(Cli, RanksWithDifferentCommandLinesFailWithinSecondsNamingTheDifference) {
+  // MPMD launch: rank 0 and rank 1 run different subcommands, then the same one with and without --resume auto.
+  // `timeout` turns a hang into a failure of this test instead of a stuck suite.
+  const std::string cfg = segkd::testing::source_dir() + "/configs/demo/student.toml";
+  const std::string mpi = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpiexec --oversubscribe "
+                          "--bind-to none ";
+  std::string out;
+  int status = run_command(mpi + "-n 1 " + segkd_bin() + " train " + cfg + " : -n 1 " + segkd_bin() + " eval " + cfg +
+                               " --weights /nonexistent.ckpt",
+                           &out);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_NE(status, 124) << "timed out (hang):\n" << out;
+  EXPECT_NE(out.find("ranks were started with different command lines (argument 1: 'train' on rank 0, 'eval' on "
+                     "rank 1)"),
+            std::string::npos)
+      << out;
+  status = run_command(mpi + "-n 1 " + segkd_bin() + " train " + cfg + " --resume auto : -n 1 " + segkd_bin() +
+                           " train " + cfg,
+                       &out);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_NE(status, 124) << "timed out (hang):\n" << out;
+  EXPECT_NE(out.find("argument 3: '--resume' on rank 0, nothing on rank 1"), std::string::npos) << out;
 }
 
 }  // namespace

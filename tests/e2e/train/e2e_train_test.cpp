@@ -211,6 +211,95 @@ TEST_F(E2E, DistillationRunWritesTheRunDirectory) {
       << py;
   auto state = segkd::train::read_checkpoint_student(run + "/checkpoints/iter_6.ckpt");
   EXPECT_NE(py.find(std::to_string(state.size()) + " (5, 128, 1, 1) True"), std::string::npos) << py;
+
+  // An output that is an input is refused and the input survives: export onto its checkpoint (through a link),
+  // predict into the directory of its images.
+  const std::string ckpt = run + "/checkpoints/iter_6.ckpt";
+  const std::string ckpt_bytes = read_text(ckpt);
+  fs::create_symlink(ckpt, run + "/link.pth");
+  EXPECT_EQ(run_command(segkd_bin() + " export " + ckpt + " --out " + run + "/link.pth", &exp_out), 1) << exp_out;
+  EXPECT_NE(exp_out.find("is the same file as checkpoint " + ckpt), std::string::npos) << exp_out;
+  EXPECT_EQ(read_text(ckpt), ckpt_bytes);
+  const std::string image_bytes = read_text(dir_->file("predict_in/odd.png"));
+  EXPECT_EQ(run_command(segkd_bin() + " predict " + cfg + " --weights " + ckpt + " --input " +
+                            dir_->file("predict_in") + " --out " + dir_->file("predict_in/."),
+                        &pred_out),
+            1)
+      << pred_out;
+  EXPECT_NE(pred_out.find("is the directory of --input"), std::string::npos) << pred_out;
+  EXPECT_EQ(read_text(dir_->file("predict_in/odd.png")), image_bytes);
+}
+
+TEST_F(E2E, RunDirectoryIsOwnedByOneRunAndResumeListsConfigChanges) {
+  auto cfg = write_config("owned", config("owned", "", 2));
+  const std::string run = dir_->file("runs/owned");
+  std::string out;
+  ASSERT_EQ(run_command(segkd_bin() + " train " + cfg, &out), 0) << out;
+  EXPECT_FALSE(fs::exists(run + "/run.lock")) << "released at the end";
+  const std::string config_before = read_text(run + "/config.toml");
+  const std::string summary_before = read_text(run + "/summary.json");
+  // The same command again: refused, nothing changed.
+  EXPECT_EQ(run_command(segkd_bin() + " train " + cfg, &out), 1) << out;
+  EXPECT_NE(out.find("already holds checkpoints of another run (1, newest iter_2.ckpt)"), std::string::npos) << out;
+  EXPECT_NE(out.find("--overwrite"), std::string::npos) << out;
+  // A start that fails after the claim (dataset has 5 classes) leaves config.toml alone.
+  EXPECT_EQ(run_command(segkd_bin() + " train " + cfg + " --resume auto --set data.num_classes=6", &out), 1) << out;
+  EXPECT_NE(out.find("data.num_classes = 6 but dataset"), std::string::npos) << out;
+  EXPECT_EQ(read_text(run + "/config.toml"), config_before);
+  EXPECT_EQ(read_text(run + "/summary.json"), summary_before);
+  // Resume with a changed model is an error naming the key; a changed lr is listed old -> new.
+  EXPECT_EQ(run_command(segkd_bin() + " train " + cfg + " --resume auto --set student.output_stride=16", &out), 1)
+      << out;
+  EXPECT_NE(out.find("the config changes the model (student.output_stride: 8 -> 16)"), std::string::npos) << out;
+  ASSERT_EQ(run_command(segkd_bin() + " train " + cfg + " --resume auto --set schedule.iterations=3 --set "
+                            "optimizer.lr=0.02",
+                        &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("optimizer.lr: 0.01 -> 0.02"), std::string::npos) << out;
+  EXPECT_NE(out.find("schedule.iterations: 2 -> 3"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/iter_3.ckpt"));
+  // --overwrite starts afresh: the earlier run's checkpoints are gone, latest names the new one.
+  ASSERT_EQ(run_command(segkd_bin() + " train " + cfg + " --overwrite --set schedule.iterations=1", &out), 0) << out;
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/iter_2.ckpt"));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/iter_3.ckpt"));
+  EXPECT_EQ(read_text(run + "/checkpoints/latest"), "iter_1.ckpt\n");
+}
+
+TEST_F(E2E, SigtermToOneRankStopsEveryRankWithACheckpoint) {
+  auto cfg = write_config("signalled", config("signalled", "", 100000));
+  const std::string run = dir_->file("runs/signalled");
+  // Start a 2-rank job, wait (blocking on the log, no sleep) until iteration 2 is logged, then SIGTERM rank 0 only
+  // (its pid is in run.lock): rank 1 learns of it through the step-boundary agreement.
+  const std::string script = dir_->file("signal.sh");
+  write_text(script, "set -u\n" + mpirun(2) + segkd_bin() + " train " + cfg + " --set checkpoint.interval=1000" +
+                         " > " + dir_->file("signal.out") + " 2>&1 &\n"
+                         "job=$!\n"
+                         "mkdir -p " + run + " && touch " + run + "/log.txt\n"
+                         "timeout 600 tail -F -n +1 --pid=$job " + run + "/log.txt | grep -q -m1 'iter 2/'\n"
+                         "kill -TERM $(sed -n 's/.* pid \\([0-9]*\\).*/\\1/p' " + run + "/run.lock)\n"
+                         "wait $job\n"
+                         "echo \"exit status $?\"\n");
+  std::string out;
+  ASSERT_EQ(run_command("bash " + script, &out), 0) << out;
+  const std::string log = read_text(dir_->file("signal.out"));
+  EXPECT_EQ(out.find("exit status 0"), std::string::npos) << out << log;
+  EXPECT_NE(out.find("exit status"), std::string::npos) << out << log;
+  EXPECT_NE(log.find("stopped by SIGTERM at iteration"), std::string::npos) << log;
+  const std::string rank1 = read_text(run + "/log.rank1.txt");
+  EXPECT_NE(rank1.find("stopped by SIGTERM at iteration"), std::string::npos) << rank1;
+  auto latest = segkd::train::find_latest_checkpoint(run);
+  ASSERT_TRUE(latest.has_value()) << log;
+  const auto meta = segkd::train::read_checkpoint_meta(*latest);
+  EXPECT_GE(meta.iteration, 2);
+  EXPECT_NE(log.find("stopped by SIGTERM at iteration " + std::to_string(meta.iteration) + "; checkpoint " + *latest +
+                     " written"),
+            std::string::npos)
+      << log;
+  EXPECT_FALSE(fs::exists(run + "/summary.json"));
+  for (const auto& name : segkd::testing::list_dir(run + "/checkpoints")) {
+    EXPECT_EQ(name.find(".tmp"), std::string::npos) << name;
+  }
 }
 
 TEST_F(E2E, KilledAndResumedRunEndsWithIdenticalWeights) {

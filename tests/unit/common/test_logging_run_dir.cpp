@@ -1,7 +1,9 @@
 // Logging (per-rank files, levels, re-setup) and the run directory helpers.
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -110,8 +112,31 @@ TEST(WriteFileAtomic, WritesReplacesAndLeavesNoTemporaries) {
 TEST(WriteFileAtomic, MissingDirectoryIsAnErrorNamingThePath) {
   TempDir dir;
   std::string path = dir.file("missing/config.toml");
-  SEGKD_EXPECT_THROW_MSG(write_file_atomic(path, "x"), "cannot write " + path);
+  SEGKD_EXPECT_THROW_MSG(write_file_atomic(path, "x"), "(ENOENT) creating a temporary file to write " + path);
   EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(WriteFileAtomic, DiskFullNamesTheErrorLeavesNoTemporaryAndKeepsThePreviousFile) {
+  segkd::testing::SmallTmpfs disk("1m");
+  if (!disk.mounted()) GTEST_SKIP() << disk.error();
+  const std::string path = disk.file("summary.json");
+  write_file_atomic(path, "previous good contents");
+  std::string too_big(2 << 20, 'x');  // 2 MiB into a 1 MiB file system
+  SEGKD_EXPECT_THROW_MSG(write_file_atomic(path, too_big), "disk full (ENOSPC) writing " + path);
+  EXPECT_EQ(read_text(path), "previous good contents");
+  EXPECT_EQ(segkd::testing::list_dir(disk.path()), std::vector<std::string>{"summary.json"});
+}
+
+TEST(WriteFileAtomic, TemporaryNamesAreUniquePerWriterInTheTargetDirectory) {
+  std::string a = atomic_temp_name("/data/run/config.toml"), b = atomic_temp_name("/data/run/config.toml");
+  EXPECT_NE(a, b);
+  EXPECT_EQ(fs::path(a).parent_path(), "/data/run");
+  EXPECT_EQ(fs::path(a).filename().string().rfind(".config.toml.tmp." + std::to_string(::getpid()) + ".", 0), 0u) << a;
+}
+
+TEST(WriteFileAtomic, ErrnoReasonNamesTheSymbol) {
+  EXPECT_EQ(errno_reason(ENOSPC), "disk full (ENOSPC)");
+  EXPECT_NE(errno_reason(EACCES).find("(EACCES)"), std::string::npos);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include "common/error.h"
@@ -423,6 +424,111 @@ TEST(Preprocess, ErrorsNameTheFile) {
   SEGKD_EXPECT_THROW_MSG(preprocess(options("coco", root, "train", out)), "unknown --format 'coco'");
   SEGKD_EXPECT_THROW_MSG(preprocess(options("cityscapes", root, "train", out)),
                          "split 'train' is empty: directory '" + root + "/leftImg8bit/train' does not exist");
+}
+
+TEST(Preprocess, OutputThatIsAnInputIsRefused) {
+  TempDir dir;
+  const std::string root = dir.file("f");
+  fs::create_directories(root + "/images");
+  fs::create_directories(root + "/labels");
+  for (int j = 0; j < 2; ++j) {
+    write_png(root + "/images/i" + std::to_string(j) + ".png", random_image(4, 4, 3, j));
+    write_png(root + "/labels/i" + std::to_string(j) + ".png", label_image(4, 4, {0, 1}, j));
+  }
+  const std::string image = root + "/images/i1.png";
+  const std::string before = segkd::testing::read_text(image);
+  auto o = options("folder", root, "train", image);
+  o.classes = 2;
+  SEGKD_EXPECT_THROW_MSG(preprocess(o), "--out " + image + " is the same file as input image of 'i1'");
+  // Through a symbolic link too.
+  fs::create_symlink(root + "/labels/i0.png", dir.file("link.h5"));
+  o.out = dir.file("link.h5");
+  SEGKD_EXPECT_THROW_MSG(preprocess(o), "is the same file as input label of 'i0'");
+  EXPECT_EQ(segkd::testing::read_text(image), before);
+}
+
+// ---- disk full and crafted files -----------------------------------------------------------------------------------
+
+TEST(H5, DiskFullIsAClearErrorAndThePreviousDatasetSurvives) {
+  // 4 MiB: the small previous file takes 2 MiB (one 1 MiB chunk each for /images and /labels).
+  segkd::testing::SmallTmpfs disk("4m");
+  if (!disk.mounted()) GTEST_SKIP() << disk.error();
+  const std::string path = disk.file("train.h5");
+  {
+    H5Writer w(path, generic_info(3));
+    w.add(make_sample("good", 8, 8, 1));
+    w.finish();
+  }
+  const std::string before = segkd::testing::read_text(path);
+  std::string message;
+  try {
+    H5Writer w(path, generic_info(3));
+    for (int i = 0; i < 20; ++i) w.add(make_sample("big" + std::to_string(i), 256, 256, i));  // 20 x 256 KB
+    w.finish();
+  } catch (const segkd::InputError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("disk full (ENOSPC)"), std::string::npos) << message;
+  EXPECT_NE(message.find(path + ".partial"), std::string::npos) << message;
+  EXPECT_EQ(segkd::testing::list_dir(disk.path()), std::vector<std::string>{"train.h5"});
+  EXPECT_EQ(segkd::testing::read_text(path), before);
+  EXPECT_EQ(H5Dataset({path}).size(), 1);
+}
+
+/// Overwrites row `row` of /index in an existing format-1 file (a crafted or damaged file).
+void poke_index_row(const std::string& path, hsize_t row, const std::array<int64_t, 4>& values) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, "index", H5P_DEFAULT);
+  hid_t space = H5Dget_space(d);
+  hsize_t start[2] = {row, 0}, count[2] = {1, 4};
+  H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+  hid_t mem = H5Screate_simple(2, count, nullptr);
+  ASSERT_GE(H5Dwrite(d, H5T_NATIVE_INT64, mem, space, H5P_DEFAULT, values.data()), 0);
+  H5Sclose(mem);
+  H5Sclose(space);
+  H5Dclose(d);
+  H5Fclose(f);
+}
+
+TEST(H5, IndexRowsWhoseSizeOverflowsAreRejected) {
+  TempDir dir;
+  const std::string path = dir.file("crafted.h5");
+  {
+    H5Writer w(path, generic_info(3));
+    w.add(make_sample("a", 4, 4, 1));
+    w.add(make_sample("b", 4, 4, 2));
+    w.finish();
+  }
+  // h*w = 2^64 wraps to 0: the unchecked sum e[0] + h*w*3 stayed inside /images.
+  poke_index_row(path, 1, {0, 0, int64_t{1} << 32, int64_t{1} << 32});
+  SEGKD_EXPECT_THROW_MSG(H5Dataset({path}), "/index row 1 ('b') points outside /images or /labels");
+  // h*w*3 overflows int64 (signed overflow, then a negative end).
+  poke_index_row(path, 1, {0, 0, int64_t{3} << 60, 1});
+  SEGKD_EXPECT_THROW_MSG(H5Dataset({path}), "/index row 1 ('b') points outside");
+  // The offset itself near INT64_MAX.
+  poke_index_row(path, 1, {std::numeric_limits<int64_t>::max() - 10, 0, 4, 4});
+  SEGKD_EXPECT_THROW_MSG(H5Dataset({path}), "/index row 1 ('b') points outside");
+}
+
+TEST(H5, FuzzCorpusGoodFilesReadBadFilesEndInAOneLineError) {
+  // tests/fuzz/corpus/h5 (tests/fuzz/make_corpus.py): the seed corpus of fuzz_h5, run through the reader here.
+  const std::string corpus = segkd::testing::source_dir() + "/tests/fuzz/corpus/h5";
+  int files = 0;
+  for (const auto& name : segkd::testing::list_dir(corpus)) {
+    const std::string path = corpus + "/" + name;
+    ++files;
+    try {
+      H5Dataset ds({path});
+      for (int64_t i = 0; i < ds.size(); ++i) ds.get(i);
+      EXPECT_EQ(name.rfind("good", 0), 0u) << name << " was read";
+    } catch (const segkd::Error& e) {
+      EXPECT_EQ(name.rfind("bad_", 0), 0u) << name << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("/index row 1 ('s1') points outside"), std::string::npos)
+          << name << ": " << e.what();
+    }
+  }
+  EXPECT_GE(files, 5);
 }
 
 // ---- synth -------------------------------------------------------------------------------------------------------

@@ -217,6 +217,33 @@ std::shared_ptr<const H5Dataset> synth_dataset(const TempDir& dir, int64_t n) {
 }
 }  // namespace
 
+TEST(Loader, TrainingLabelOutOfRangeNamesFileSampleAndPixel) {
+  TempDir dir;
+  const std::string path = dir.file("bad.h5");
+  {
+    H5Writer w(path, synth_info(8));
+    Sample s = synth_sample(8, 1, 0, 20, 30);
+    s.name = "frame_0007";
+    s.label[2 * 30 + 5] = 200;  // (y=2, x=5)
+    w.add(s);
+    w.finish();
+  }
+  auto ds = std::make_shared<const H5Dataset>(std::vector<std::string>{path});
+  AugmentOptions o;
+  o.crop = {16, 16};
+  TrainLoader loader(ds, o, /*batch_per_rank=*/1, /*workers=*/1, /*prefetch=*/1, /*rank=*/0, /*world=*/1, 7);
+  std::string message;
+  try {
+    loader.next();
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("sample 'frame_0007' (index 0"), std::string::npos) << message;
+  EXPECT_NE(message.find("label value 200 at (y=2, x=5) is >= num_classes 8 and != ignore_index 255 in '" + path + "'"),
+            std::string::npos)
+      << message;
+}
+
 TEST(Loader, DeterministicAndResumable) {
   TempDir dir;
   auto ds = synth_dataset(dir, 10);

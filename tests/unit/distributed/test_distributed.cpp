@@ -7,6 +7,7 @@
 #include "common/env.h"
 #include "common/error.h"
 #include "common/norm.h"
+#include "distributed/agreement.h"
 #include "distributed/communicator.h"
 #include "distributed/grad_reducer.h"
 #include "distributed/runtime.h"
@@ -247,6 +248,29 @@ TEST_F(DistributedTest, ChecksumSeesEveryBitAndAgreementPassesAlone) {
   auto comm = make_communicator(mpi_config(), torch::kCPU);
   EXPECT_NO_THROW(check_agreement(*comm, "abc", *a));
   EXPECT_NO_THROW(broadcast_module(*a, *comm));
+}
+
+TEST(CommandLineAgreement, NamesTheFirstDifferingArgument) {
+  EXPECT_EQ(describe_argument_difference({"train", "a.toml"}, 0, {"train", "a.toml"}, 1), "");
+  EXPECT_EQ(describe_argument_difference({"train", "a.toml"}, 0, {"eval", "a.toml"}, 2),
+            "argument 1: 'train' on rank 0, 'eval' on rank 2");
+  EXPECT_EQ(describe_argument_difference({"train", "a.toml", "--resume", "auto"}, 0, {"train", "a.toml"}, 1),
+            "argument 3: '--resume' on rank 0, nothing on rank 1");
+  EXPECT_EQ(describe_argument_difference({"train", "a.toml", "--set", "optimizer.lr=0.1"}, 0,
+                                         {"train", "a.toml", "--set", "optimizer.lr=0.2"}, 1),
+            "argument 4: 'optimizer.lr=0.1' on rank 0, 'optimizer.lr=0.2' on rank 1");
+}
+
+TEST(Device, OneRuleAsksLibTorchNotOnlyTheCudaRuntime) {
+  // A GPU node with a CPU-only LibTorch: LibTorch says no, whatever the device count.
+  EXPECT_TRUE(choose_device(/*torch_cuda_available=*/false, /*cuda_devices=*/4, /*local_rank=*/1).is_cpu());
+  EXPECT_TRUE(choose_device(/*torch_cuda_available=*/true, /*cuda_devices=*/0, /*local_rank=*/0).is_cpu());
+  EXPECT_EQ(choose_device(/*torch_cuda_available=*/true, /*cuda_devices=*/2, /*local_rank=*/3),
+            torch::Device(torch::kCUDA, 1));
+  EXPECT_EQ(choose_device(/*torch_cuda_available=*/true, /*cuda_devices=*/4, /*local_rank=*/0),
+            torch::Device(torch::kCUDA, 0));
+  // This machine: local_device() follows LibTorch's own answer.
+  EXPECT_EQ(local_device().is_cuda(), torch::cuda::is_available());
 }
 
 }  // namespace

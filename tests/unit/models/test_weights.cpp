@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "common/error.h"
 #include "models/weights.h"
@@ -183,6 +184,113 @@ TEST_F(WeightsTest, BadFilesAreReportedByWhatWasFound) {
     writer.writeEndOfFile();
   }
   SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("other.zip")), "other.zip: zip archive has no data.pkl");
+}
+
+// ---- crafted pickles (model-zoo files are untrusted input) ---------------------------------------------------------
+
+/// Pickle opcodes for hand-built data.pkl files.
+std::string p_str(const std::string& s) { return std::string("\x8c") + static_cast<char>(s.size()) + s; }
+std::string p_int(int64_t v) {
+  std::string out("\x8a\x08", 2);
+  for (int k = 0; k < 8; ++k) out.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * k)) & 0xFF));
+  return out;
+}
+std::string p_u32(char op, uint32_t v) {
+  std::string out(1, op);
+  for (int k = 0; k < 4; ++k) out.push_back(static_cast<char>((v >> (8 * k)) & 0xFF));
+  return out;
+}
+std::string p_tuple(const std::vector<int64_t>& v) {
+  std::string out = "(";
+  for (auto x : v) out += p_int(x);
+  return out + "t";
+}
+
+/// {"w": _rebuild_tensor_v2(storage of `numel` floats, offset, size, stride)} as data.pkl.
+std::string tensor_pickle(int64_t numel, int64_t offset, const std::vector<int64_t>& size,
+                          const std::vector<int64_t>& stride) {
+  std::string pk("\x80\x02}(", 4);
+  pk += p_str("w") + "ctorch._utils\n_rebuild_tensor_v2\n(";
+  pk += "(" + p_str("storage") + "ctorch\nFloatStorage\n" + p_str("0") + p_str("cpu") + p_int(numel) + "tQ";
+  pk += p_int(offset) + p_tuple(size) + p_tuple(stride) + "\x89N" + "tRu.";
+  return pk;
+}
+
+/// A torch.save-style zip holding `pickle` as data.pkl and `storage_bytes` zero bytes as data/0.
+void write_zip(const std::string& path, const std::string& pickle, size_t storage_bytes) {
+  caffe2::serialize::PyTorchStreamWriter writer(path);
+  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  std::vector<char> zeros(storage_bytes, 0);
+  writer.writeRecord("data/0", zeros.data(), zeros.size());
+  writer.writeEndOfFile();
+}
+
+TEST_F(WeightsTest, CraftedTensorRecordsAreBoundsChecked) {
+  const auto ok = dir_.file("ok.pth");
+  write_zip(ok, tensor_pickle(6, 2, {2, 2}, {2, 1}), 24);
+  auto state = read_pth(ok);
+  EXPECT_EQ(state.at("w").sizes(), (std::vector<int64_t>{2, 2}));  // the crafting itself is right
+  // Offset past the storage, and an offset near INT64_MAX that wraps the end-of-view computation.
+  write_zip(dir_.file("offset.pth"), tensor_pickle(6, 5, {2, 2}, {2, 1}), 24);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("offset.pth")), "view reaches element 8 but its storage holds 6");
+  write_zip(dir_.file("wrap.pth"), tensor_pickle(6, std::numeric_limits<int64_t>::max() - 1, {4}, {1}), 24);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("wrap.pth")), "overflows");
+  // Sizes whose product of extents overflows.
+  write_zip(dir_.file("size.pth"), tensor_pickle(6, 0, {int64_t{1} << 62, 4}, {4, 1}), 24);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("size.pth")), "overflows");
+  // A storage element count whose byte size overflows.
+  write_zip(dir_.file("numel.pth"), tensor_pickle(int64_t{1} << 62, 0, {1}, {1}), 24);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("numel.pth")), "storage 0 has an invalid element count");
+  // Negative sizes.
+  write_zip(dir_.file("neg.pth"), tensor_pickle(6, 0, {-1}, {1}), 24);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("neg.pth")), "negative or non-integer");
+}
+
+TEST_F(WeightsTest, DeeplyNestedPicklesAreRefusedWithoutCrashing) {
+  // 100000 nested lists built bottom-up (] ... ] a ... a): refused by the nesting limit.
+  std::string deep("\x80\x02", 2);
+  deep += std::string(100000, ']') + std::string(99999, 'a') + ".";
+  write_zip(dir_.file("deep.pth"), deep, 0);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("deep.pth")), "containers nested deeper than 512 levels at offset");
+  // A chain built top-down through the memo (each list depth 2 when appended): 300000 levels must not overflow the
+  // stack when the objects are freed.
+  std::string chain("\x80\x02]]", 4);  // stack: [L1, L2]... L1 is the root
+  chain += p_u32('r', 0) + "a" + p_u32('j', 0);  // L1.append(L2); push L2
+  for (int i = 0; i < 300000; ++i) chain += "]" + p_u32('r', 0) + "a0" + p_u32('j', 0);
+  chain += "0.";
+  write_zip(dir_.file("chain.pth"), chain, 0);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("chain.pth")), "top-level object is a list");
+}
+
+TEST_F(WeightsTest, MalformedTextOpcodesNameTheirOffset) {
+  write_zip(dir_.file("memo.pth"), std::string("\x80\x02]pabc\n.", 9), 0);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("memo.pth")), "opcode 'p' at offset 3: bad argument \"abc\" (not a number)");
+  write_zip(dir_.file("get.pth"), std::string("\x80\x02]g\n.", 6), 0);
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.file("get.pth")), "opcode 'g' at offset 3: bad argument");
+  SEGKD_EXPECT_THROW_MSG(read_pth(dir_.path()), ": is a directory, not a weight file");
+}
+
+TEST_F(WeightsTest, FuzzCorpusGoodFilesLoadBadFilesEndInAOneLineError) {
+  // tests/fuzz/corpus/pth (tests/fuzz/make_corpus.py): the seed corpus of fuzz_pth, run through the reader here.
+  const std::string corpus = segkd::testing::source_dir() + "/tests/fuzz/corpus/pth";
+  int files = 0;
+  for (const auto& name : segkd::testing::list_dir(corpus)) {
+    const std::string path = corpus + "/" + name;
+    ++files;
+    if (name.rfind("good_", 0) == 0) {
+      EXPECT_NO_THROW(read_pth(path)) << name;
+      continue;
+    }
+    try {
+      read_pth(path);
+      ADD_FAILURE() << name << " loaded";
+    } catch (const segkd::Error& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.find('\n'), std::string::npos) << name << ": " << what;
+      EXPECT_NE(what.find(path), std::string::npos) << name << ": " << what;
+    }
+  }
+  EXPECT_GE(files, 10);
 }
 
 TEST_F(WeightsTest, NestedStateDictEntryIsUsed) {

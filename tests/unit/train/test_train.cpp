@@ -6,8 +6,11 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <thread>
+
+#include <unistd.h>
 
 #include "common/config.h"
 #include "common/error.h"
@@ -15,6 +18,8 @@
 #include "models/segmentor.h"
 #include "tests/testing/testing.h"
 #include "train/checkpoint.h"
+#include "train/config_diff.h"
+#include "train/run_lock.h"
 #include "train/evaluator.h"
 #include "train/precision.h"
 #include "train/progress.h"
@@ -143,7 +148,7 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   auto out = student->forward(torch::randn({2, 3, 32, 32}));
   out.logits.sum().backward();
   sgd.step();
-  save_checkpoint(dir.path(), CheckpointMeta{7, 12.5, "abc", 512.0, 17}, *student, *objective, sgd, /*keep=*/2);
+  save_checkpoint(dir.path(), CheckpointMeta{7, 12.5, "abc", 512.0, 17}, *student, *objective, sgd, KeepPolicy{/*keep=*/2, /*resumed_from=*/""});
   EXPECT_EQ(segkd::testing::read_text(dir.file("checkpoints/latest")), "iter_7.ckpt\n");
 
   auto student2 = models::build_model(mc, 3);
@@ -187,6 +192,184 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   EXPECT_TRUE(state.count("decode_head.conv_seg.weight"));
   EXPECT_TRUE(state.count("backbone.layer1.0.bn1.running_mean"));
   EXPECT_FALSE(state.count("terms.0.proj.0.0.weight"));
+}
+
+/// A small stand-in for student + objective + optimizer (checkpoint bookkeeping does not depend on the model).
+struct TinyRun {
+  torch::nn::Linear student{torch::nn::LinearOptions(64, 32)};
+  torch::nn::Module objective;
+  torch::optim::SGD sgd{student->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9)};
+
+  void save(const std::string& dir, int64_t iter, const std::string& run_id, int64_t keep,
+            const std::string& resumed_from = "") {
+    CheckpointMeta meta;
+    meta.iteration = iter;
+    meta.run_id = run_id;
+    meta.config_toml = "[run]\nseed = 1\n";
+    save_checkpoint(dir, meta, *student, objective, sgd, KeepPolicy{keep, resumed_from});
+  }
+};
+
+/// Flips one byte in the middle of `path` (bit rot inside the archive).
+void flip_middle_byte(const std::string& path) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(0, std::ios::end);
+  const auto size = static_cast<std::streamoff>(f.tellg());
+  f.seekg(size / 2);
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5A);
+  f.seekp(size / 2);
+  f.write(&c, 1);
+}
+
+TEST(CheckpointChecksum, BitRotIsNamedOnLoadAndSkippedByResumeAuto) {
+  segkd::testing::TempDir dir;
+  TinyRun run;
+  run.save(dir.path(), 2, "aaaaaaaaaaaaaaaa", 10);
+  run.save(dir.path(), 4, "aaaaaaaaaaaaaaaa", 10);
+  EXPECT_EQ(verify_checkpoint(checkpoint_path(dir.path(), 4)), "");
+  flip_middle_byte(checkpoint_path(dir.path(), 4));
+  EXPECT_NE(verify_checkpoint(checkpoint_path(dir.path(), 4)).find("CRC-32"), std::string::npos);
+  // The zip itself still opens (LibTorch does not check CRCs): only the checksum catches it.
+  EXPECT_EQ(find_latest_checkpoint(dir.path()).value(), checkpoint_path(dir.path(), 2));
+  torch::nn::Linear other(torch::nn::LinearOptions(64, 32));
+  torch::nn::Module obj;
+  torch::optim::SGD sgd(other->parameters(), torch::optim::SGDOptions(0.1));
+  SEGKD_EXPECT_THROW_MSG(load_checkpoint(checkpoint_path(dir.path(), 4), *other, obj, sgd),
+                         "checkpoint " + checkpoint_path(dir.path(), 4) + " is damaged: CRC-32");
+  SEGKD_EXPECT_THROW_MSG(read_checkpoint_student(checkpoint_path(dir.path(), 4)), "is damaged");
+}
+
+TEST(CheckpointChecksum, CheckpointsWithoutTrailerStillLoad) {
+  segkd::testing::TempDir dir;
+  TinyRun run;
+  run.save(dir.path(), 3, "bbbbbbbbbbbbbbbb", 10);
+  const std::string path = checkpoint_path(dir.path(), 3);
+  fs::resize_file(path, fs::file_size(path) - 36);  // what segkd wrote before the trailer existed
+  torch::nn::Linear other(torch::nn::LinearOptions(64, 32));
+  torch::nn::Module obj;
+  torch::optim::SGD sgd(other->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  auto meta = load_checkpoint(path, *other, obj, sgd);
+  EXPECT_EQ(meta.iteration, 3);
+  EXPECT_EQ(meta.run_id, "");
+  EXPECT_TRUE(torch::equal(other->weight, run.student->weight));
+  EXPECT_EQ(find_latest_checkpoint(dir.path()).value(), path);
+}
+
+TEST(CheckpointKeep, PrunesOnlyThisRunsIntactOlderCheckpointsNeverTheResumedOne) {
+  segkd::testing::TempDir dir;
+  TinyRun run;
+  const std::string a = "aaaaaaaaaaaaaaaa", b = "bbbbbbbbbbbbbbbb";
+  run.save(dir.path(), 1, b, 10);  // an earlier run's file (another run id)
+  for (int64_t it : {2, 4, 6}) run.save(dir.path(), it, a, 10);
+  flip_middle_byte(checkpoint_path(dir.path(), 4));
+  flip_middle_byte(checkpoint_path(dir.path(), 6));
+  // The case of the bug report: resumed from iter_2 after iter_4 / iter_6 were damaged, keep = 1.
+  const std::string resumed = checkpoint_path(dir.path(), 2);
+  run.save(dir.path(), 3, a, 1, resumed);
+  EXPECT_TRUE(fs::exists(resumed));
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path(), 3)));
+  EXPECT_EQ(segkd::testing::read_text(dir.file("checkpoints/latest")), "iter_3.ckpt\n");
+  run.save(dir.path(), 4, a, 1, resumed);  // replaces the damaged iter_4
+  EXPECT_FALSE(fs::exists(checkpoint_path(dir.path(), 3))) << "own intact older checkpoint beyond keep";
+  EXPECT_TRUE(fs::exists(resumed)) << "the checkpoint resumed from is never deleted";
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path(), 1))) << "another run's checkpoint is never deleted";
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path(), 6))) << "a higher-numbered file is never deleted";
+  EXPECT_EQ(segkd::testing::read_text(dir.file("checkpoints/latest")), "iter_4.ckpt\n");
+  EXPECT_TRUE(fs::exists(dir.file("checkpoints/iter_4.ckpt")));
+}
+
+TEST(CheckpointKeep, KeepsTheNewestKOfThisRun) {
+  segkd::testing::TempDir dir;
+  TinyRun run;
+  for (int64_t it = 1; it <= 4; ++it) run.save(dir.path(), it, "cccccccccccccccc", 2);
+  EXPECT_EQ(segkd::testing::list_dir(dir.file("checkpoints")),
+            (std::vector<std::string>{"iter_3.ckpt", "iter_4.ckpt", "latest"}));
+}
+
+TEST(CheckpointDiskFull, ClearErrorNoTemporaryPreviousCheckpointIntact) {
+  segkd::testing::SmallTmpfs disk("2m");
+  if (!disk.mounted()) GTEST_SKIP() << disk.error();
+  TinyRun small;
+  small.save(disk.path(), 5, "dddddddddddddddd", 10);
+  const std::string path = checkpoint_path(disk.path(), 5);
+  const std::string before = segkd::testing::read_text(path);
+  // 3 MB of weights into a 2 MB file system, at the same iteration (the file that is there must survive).
+  torch::nn::Linear big(torch::nn::LinearOptions(1024, 768));
+  torch::nn::Module obj;
+  torch::optim::SGD sgd(big->parameters(), torch::optim::SGDOptions(0.1));
+  CheckpointMeta meta;
+  meta.iteration = 5;
+  SEGKD_EXPECT_THROW_MSG(save_checkpoint(disk.path(), meta, *big, obj, sgd, KeepPolicy{1, ""}),
+                         "disk full (ENOSPC) writing " + path);
+  EXPECT_EQ(segkd::testing::read_text(path), before);
+  EXPECT_EQ(segkd::testing::list_dir(disk.file("checkpoints")),
+            (std::vector<std::string>{"iter_5.ckpt", "latest"}));
+  EXPECT_EQ(verify_checkpoint(path), "");
+}
+
+TEST(RunLock, SecondHolderIsRefusedNamingHostAndPid) {
+  segkd::testing::TempDir dir;
+  {
+    RunLock first(dir.path());
+    EXPECT_NE(segkd::testing::read_text(dir.file("run.lock")).find("pid " + std::to_string(::getpid())),
+              std::string::npos);
+    SEGKD_EXPECT_THROW_MSG(RunLock second(dir.path()),
+                           "is in use by another segkd run (host ");
+    SEGKD_EXPECT_THROW_MSG(RunLock second(dir.path()), " pid " + std::to_string(::getpid()) + "; lock file");
+  }
+  EXPECT_FALSE(fs::exists(dir.file("run.lock"))) << "released on destruction";
+  RunLock again(dir.path());
+}
+
+TEST(RunLock, StaleLockOfADeadProcessIsTakenOver) {
+  segkd::testing::TempDir dir;
+  segkd::testing::write_text(dir.file("run.lock"), "host ghost pid 999999\n");  // no flock held: holder gone
+  RunLock lock(dir.path());
+  EXPECT_EQ(segkd::testing::read_text(dir.file("run.lock")).find("ghost"), std::string::npos);
+}
+
+TEST(RunDirClaim, AnotherRunsCheckpointsNeedResumeOrOverwriteAndNothingChangesBeforeCommit) {
+  segkd::testing::TempDir dir;
+  TinyRun earlier;
+  earlier.save(dir.path(), 6, "eeeeeeeeeeeeeeee", 10);
+  segkd::testing::write_text(dir.file("config.toml"), "earlier run\n");
+  SEGKD_EXPECT_THROW_MSG(RunDirClaim(dir.path(), "", /*overwrite=*/false),
+                         "already holds checkpoints of another run (1, newest iter_6.ckpt)");
+  EXPECT_EQ(segkd::testing::read_text(dir.file("config.toml")), "earlier run\n");
+  EXPECT_FALSE(fs::exists(dir.file("run.lock")));
+  SEGKD_EXPECT_THROW_MSG(RunDirClaim(dir.path(), "auto", /*overwrite=*/true), "exclude each other");
+  { RunDirClaim resume(dir.path(), "auto", /*overwrite=*/false); }
+  {
+    RunDirClaim fresh(dir.path(), "", /*overwrite=*/true);
+    EXPECT_TRUE(fs::exists(checkpoint_path(dir.path(), 6))) << "nothing deleted before commit()";
+    EXPECT_EQ(segkd::testing::read_text(dir.file("config.toml")), "earlier run\n");
+    fresh.commit("new run\n");
+  }
+  EXPECT_FALSE(fs::exists(checkpoint_path(dir.path(), 6)));
+  EXPECT_FALSE(fs::exists(dir.file("checkpoints/latest")));
+  EXPECT_EQ(segkd::testing::read_text(dir.file("config.toml")), "new run\n");
+}
+
+TEST(ConfigDiff, ListsChangedKeysOldToNewAndRefusesModelChanges) {
+  const std::string before =
+      "[run]\nseed = 1\n\n[student]\narch = \"pspnet\"\noutput_stride = 8\n\n[optimizer]\nlr = 0.01\n\n"
+      "[[distill]]\ntau = 1.0\n";
+  const std::string after =
+      "[run]\nseed = 1\n\n[student]\narch = \"pspnet\"\noutput_stride = 8\n\n[optimizer]\nlr = 0.02\n\n"
+      "[[distill]]\ntau = 4.0\n";
+  auto changes = diff_resolved_toml(before, after);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].key, "optimizer.lr");
+  EXPECT_EQ(changes[0].before, "0.01");
+  EXPECT_EQ(changes[0].after, "0.02");
+  EXPECT_EQ(changes[1].key, "distill.0.tau");
+  check_resume_config("x.ckpt", before, after);  // a warning, not an error
+  std::string stride16 = after;
+  stride16.replace(stride16.find("output_stride = 8"), 17, "output_stride = 16");
+  SEGKD_EXPECT_THROW_MSG(check_resume_config("x.ckpt", before, stride16),
+                         "cannot resume x.ckpt: the config changes the model (student.output_stride: 8 -> 16)");
 }
 
 TEST(TeacherRunner, ConcurrentEqualsInlineAndReturnsOnlyWhatIsRequested) {
@@ -449,12 +632,12 @@ TEST_F(Inference, CheckpointKeepsTheInt8TeacherRanges) {
   torch::optim::SGD sgd(student->parameters(), torch::optim::SGDOptions(0.1));
   CheckpointMeta meta{3, 1.0, "h", 1.0, 0};
   meta.teacher_int8_ranges = torch::randn({38, 2}, torch::kDouble);
-  save_checkpoint(dir.path(), meta, *student, *objective, sgd, /*keep=*/2);
+  save_checkpoint(dir.path(), meta, *student, *objective, sgd, KeepPolicy{2, ""});
   auto back = load_checkpoint(checkpoint_path(dir.path(), 3), *student, *objective, sgd);
   ASSERT_TRUE(back.teacher_int8_ranges.defined());
   EXPECT_TRUE(torch::equal(back.teacher_int8_ranges, meta.teacher_int8_ranges));
   // A run without an int8 teacher stores none.
-  save_checkpoint(dir.path(), CheckpointMeta{4, 1.0, "h", 1.0, 0}, *student, *objective, sgd, /*keep=*/2);
+  save_checkpoint(dir.path(), CheckpointMeta{4, 1.0, "h", 1.0, 0}, *student, *objective, sgd, KeepPolicy{2, ""});
   EXPECT_FALSE(load_checkpoint(checkpoint_path(dir.path(), 4), *student, *objective, sgd).teacher_int8_ranges.defined());
 }
 
