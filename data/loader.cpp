@@ -36,8 +36,6 @@ TrainLoader::~TrainLoader() {
   for (auto& t : threads_) t.join();
 }
 
-int64_t TrainLoader::iterations_per_epoch() const { return (sampler_.per_rank() + batch_ - 1) / batch_; }
-
 Batch TrainLoader::build(int64_t iteration) const {
   Batch b;
   b.iteration = iteration;

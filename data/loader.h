@@ -45,8 +45,6 @@ class TrainLoader {
 
   /// The next batch (blocks until it is ready).
   Batch next();
-  /// Iterations per epoch for this rank: ceil(per_rank / batch).
-  int64_t iterations_per_epoch() const;
   const Sampler& sampler() const { return sampler_; }
 
  private:

@@ -18,7 +18,6 @@ struct State {
   std::mutex mutex;
   bool initialized = false;
   bool we_initialized_mpi = false;
-  bool thread_multiple = false;
   MPI_Comm world = MPI_COMM_NULL;
   Topology topology;
 };
@@ -54,14 +53,11 @@ const Topology& init(int* argc, char*** argv) {
 
   int already = 0;
   SEGKD_MPI_CHECK(MPI_Initialized(&already));
-  int provided = MPI_THREAD_SINGLE;
   if (!already) {
+    int provided = MPI_THREAD_SINGLE;
     SEGKD_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
     s.we_initialized_mpi = true;
-  } else {
-    SEGKD_MPI_CHECK(MPI_Query_thread(&provided));
   }
-  s.thread_multiple = provided >= MPI_THREAD_MULTIPLE;
 
   SEGKD_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &s.world));
   SEGKD_MPI_CHECK(MPI_Comm_set_errhandler(s.world, MPI_ERRORS_RETURN));
@@ -107,12 +103,6 @@ MPI_Comm world_comm() {
   std::lock_guard<std::mutex> lock(s.mutex);
   if (!s.initialized) throw DistributedError("distributed runtime used before segkd::dist::init()");
   return s.world;
-}
-
-bool thread_multiple() {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  return s.thread_multiple;
 }
 
 void finalize() {

@@ -1,6 +1,5 @@
 #include "train/teacher_runner.h"
 
-#include <chrono>
 
 namespace segkd::train {
 
@@ -28,7 +27,6 @@ TeacherRunner::~TeacherRunner() {
 }
 
 ModelOutput TeacherRunner::run(const torch::Tensor& images) {
-  auto t0 = std::chrono::steady_clock::now();
   ModelOutput out;
   {
     c10::InferenceMode inference;
@@ -37,7 +35,6 @@ ModelOutput TeacherRunner::run(const torch::Tensor& images) {
   }
   // Inference tensors cannot be saved for backward; KD terms need to, so hand out normal (full-precision) copies.
   widen_outputs(out, /*copy=*/true);
-  last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
 

@@ -35,8 +35,6 @@ class TeacherRunner {
   void start(const torch::Tensor& images);
   /// The teacher's outputs for the last start(); rethrows a worker exception.
   ModelOutput wait();
-  /// Seconds the last forward took inside the teacher.
-  double last_seconds() const { return last_seconds_; }
 
  private:
   ModelOutput run(const torch::Tensor& images);
@@ -56,7 +54,6 @@ class TeacherRunner {
   bool has_job_ = false, has_result_ = false, stop_ = false;
   ModelOutput result_;
   std::exception_ptr error_;
-  double last_seconds_ = 0;
 };
 
 }  // namespace segkd::train
