@@ -9,6 +9,7 @@
 
 #include "common/env.h"
 #include "common/error.h"
+#include "common/logging.h"
 #include "distributed/checks.h"
 
 namespace segkd::dist {
@@ -127,6 +128,7 @@ void abort_job(int code, const std::string& why) {
   const Topology& t = topology();
   std::fprintf(stderr, "segkd: aborting job from rank %d (%s): %s\n", t.rank, t.host.c_str(), why.c_str());
   std::fflush(stderr);
+  flush_logs();  // MPI_Abort and _Exit skip destructors: whatever a log sink still buffers is written now
   int mpi_up = 0, mpi_down = 0;
   MPI_Initialized(&mpi_up);
   MPI_Finalized(&mpi_down);

@@ -29,7 +29,8 @@ const Topology& topology();
 MPI_Comm world_comm();
 /// Frees the private communicator and calls MPI_Finalize; idempotent; no-op if not initialised.
 void finalize();
-/// Logs `why` (rank, host) to stderr and aborts every rank (MPI_Abort) with `code`; exits if MPI not initialised.
+/// Logs `why` (rank, host) to stderr, flushes the log sinks and aborts every rank (MPI_Abort) with `code`; exits if
+/// MPI not initialised.
 /// Safe to call from several threads at once: only the first caller prints and aborts.
 [[noreturn]] void abort_job(int code, const std::string& why);
 /// Runs `body`; on exception prints "segkd: error on rank R (host): what()" to stderr (one line) and, when
