@@ -25,6 +25,7 @@
 #include <variant>
 
 #include "common/error.h"
+#include "common/logging.h"
 
 namespace fs = std::filesystem;
 
@@ -743,10 +744,14 @@ class Checker {
   }
 
   void one_of(const std::string& value, std::initializer_list<const char*> allowed, const std::string& path) const {
+    one_of(value, std::vector<std::string>(allowed.begin(), allowed.end()), path);
+  }
+
+  void one_of(const std::string& value, const std::vector<std::string>& allowed, const std::string& path) const {
     std::string list;
-    for (const char* a : allowed) {
+    for (const auto& a : allowed) {
       if (value == a) return;
-      list += (list.empty() ? "" : "|") + std::string(a);
+      list += (list.empty() ? "" : "|") + a;
     }
     (*this)(false, path, "must be one of " + list);
   }
@@ -865,7 +870,7 @@ void validate(const Config& cfg, const Checker& check) {
   check(dist.timeout_s > 0, "distributed.timeout_s", "must be > 0");
 
   check(cfg.log.interval >= 1, "log.interval", "must be >= 1");
-  check.one_of(cfg.log.level, {"trace", "debug", "info", "warn", "error", "off"}, "log.level");
+  check.one_of(cfg.log.level, log_level_names(), "log.level");
 }
 
 Config finish(toml::table root, const std::string& source_path, const std::vector<std::string>& overrides) {
