@@ -25,6 +25,7 @@
 #include <variant>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/logging.h"
 
 namespace fs = std::filesystem;
@@ -934,16 +935,7 @@ double parse_duration(const std::string& text, const std::string& key) {
   return total;
 }
 
-std::string stable_hash(const std::string& text) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string stable_hash(const std::string& text) { return Fnv1a64().update(text).hex(); }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

@@ -4,12 +4,10 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <atomic>
-#include <cinttypes>
-#include <cstdio>
-#include <cstring>
 #include <map>
 
 #include "common/error.h"
+#include "common/hash.h"
 
 namespace segkd::dist {
 
@@ -253,30 +251,18 @@ void broadcast_module(torch::nn::Module& module, Communicator& comm) {
 }
 
 std::string module_checksum(torch::nn::Module& module) {
-  // FNV-1a over 64-bit words, then the tail bytes; names and shapes first so layout differences count too.
-  uint64_t h = 1469598103934665603ULL;
-  auto mix_bytes = [&h](const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    size_t words = n / 8;
-    for (size_t i = 0; i < words; ++i) {
-      uint64_t w;
-      std::memcpy(&w, p + 8 * i, 8);
-      h = (h ^ w) * 1099511628211ULL;
-    }
-    for (size_t i = words * 8; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
-  };
+  // FNV-1a over 64-bit words (fast on large tensors); names and shapes first so layout differences count too.
+  Fnv1a64 h;
   auto mix_tensor = [&](const std::string& name, const torch::Tensor& t) {
     std::string head = str_cat(name, ":", c10::toString(t.scalar_type()), ":", t.sizes(), ";");
-    mix_bytes(head.data(), head.size());
+    h.update_words(head.data(), head.size());
     if (!t.defined() || t.numel() == 0) return;
     auto c = t.detach().to(torch::kCPU).contiguous();
-    mix_bytes(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
+    h.update_words(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
   };
   for (const auto& p : module.named_parameters(/*recurse=*/true)) mix_tensor(p.key(), p.value());
   for (const auto& b : module.named_buffers(/*recurse=*/true)) mix_tensor(b.key(), b.value());
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016" PRIx64, h);
-  return buf;
+  return h.hex();
 }
 
 namespace {
