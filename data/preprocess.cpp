@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/progress.h"
 #include "data/image_io.h"
 #include "data/parallel_write.h"
 
@@ -137,40 +138,6 @@ std::string shard_path(const std::string& out, int64_t i, int64_t n) {
 // ---- ordered parallel writer --------------------------------------------------------------------------------
 
 namespace detail {
-namespace {
-
-/// "\r<label> [#####.....] 37/100  12.3/s  ETA 0:05" on stderr, redrawn at most 10 times a second.
-class Progress {
- public:
-  Progress(bool enabled, std::string label, int64_t total)
-      : enabled_(enabled), label_(std::move(label)), total_(total), start_(Clock::now()), last_(start_) {}
-  void update(int64_t done) {
-    if (!enabled_) return;
-    const auto now = Clock::now();
-    if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? done / elapsed : 0;
-    const int64_t eta = rate > 0 ? static_cast<int64_t>((total_ - done) / rate + 0.5) : 0;
-    const int width = 30, filled = total_ > 0 ? static_cast<int>(width * done / total_) : width;
-    std::string bar(filled, '#');
-    bar.resize(width, '.');
-    std::fprintf(stderr, "\r%s [%s] %lld/%lld  %.1f/s  ETA %lld:%02lld ", label_.c_str(), bar.c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_), rate,
-                 static_cast<long long>(eta / 60), static_cast<long long>(eta % 60));
-    if (done >= total_) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  bool enabled_;
-  std::string label_;
-  int64_t total_;
-  Clock::time_point start_, last_;
-};
-
-}  // namespace
 
 void write_parallel(int64_t n, int64_t workers, const std::function<Sample(int64_t)>& produce,
                     const std::vector<std::string>& paths, const DatasetInfo& info, int compression,
@@ -221,7 +188,7 @@ void write_parallel(int64_t n, int64_t workers, const std::function<Sample(int64
     threads.clear();
   };
 
-  Progress bar(progress, label, n);
+  Progress bar(label, n, /*enabled=*/progress, Progress::Style::kBar);
   try {
     for (int64_t i = 0; i < n; ++i) {
       std::pair<std::optional<Sample>, std::exception_ptr> result;
@@ -244,7 +211,7 @@ void write_parallel(int64_t n, int64_t workers, const std::function<Sample(int64
     stop_all();
     for (auto& w : writers) w->finish();
   } catch (...) {
-    if (progress) std::fprintf(stderr, "\n");
+    bar.abandon();
     stop_all();
     writers.clear();  // removes every *.partial
     // Shards renamed before the failure (only possible if a later finish() failed) are removed too.
