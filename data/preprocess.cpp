@@ -1,21 +1,15 @@
 #include "data/preprocess.h"
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
+#include <cmath>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <thread>
 
 #include "common/error.h"
 #include "common/progress.h"
 #include "data/image_io.h"
+#include "data/ordered_producer.h"
 #include "data/parallel_write.h"
 
 namespace fs = std::filesystem;
@@ -147,72 +141,18 @@ void write_parallel(int64_t n, int64_t workers, const std::function<Sample(int64
   for (const auto& p : paths) writers.push_back(std::make_unique<H5Writer>(p, info, compression));
 
   workers = std::max<int64_t>(1, workers);
-  const int64_t window = 4 * workers;
-  std::mutex mutex;
-  std::condition_variable cv_produced, cv_consumed;
-  std::map<int64_t, std::pair<std::optional<Sample>, std::exception_ptr>> ready;
-  int64_t next_claim = 0, written = 0;
-  bool stop = false;
-
-  auto worker = [&] {
-    for (;;) {
-      int64_t i;
-      {
-        std::unique_lock<std::mutex> lock(mutex);
-        cv_consumed.wait(lock, [&] { return stop || next_claim >= n || next_claim < written + window; });
-        if (stop || next_claim >= n) return;
-        i = next_claim++;
-      }
-      std::pair<std::optional<Sample>, std::exception_ptr> result;
-      try {
-        result.first = produce(i);
-      } catch (...) {
-        result.second = std::current_exception();
-      }
-      {
-        std::lock_guard<std::mutex> lock(mutex);
-        ready.emplace(i, std::move(result));
-      }
-      cv_produced.notify_all();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int64_t t = 0; t < workers; ++t) threads.emplace_back(worker);
-  auto stop_all = [&] {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      stop = true;
-    }
-    cv_consumed.notify_all();
-    for (auto& t : threads) t.join();
-    threads.clear();
-  };
-
+  OrderedProducer<Sample> producer(produce, workers, /*window=*/4 * workers, /*first=*/0, /*end=*/n);
   Progress bar(label, n, /*enabled=*/progress, Progress::Style::kBar);
   try {
     for (int64_t i = 0; i < n; ++i) {
-      std::pair<std::optional<Sample>, std::exception_ptr> result;
-      {
-        std::unique_lock<std::mutex> lock(mutex);
-        cv_produced.wait(lock, [&] { return ready.count(i) > 0; });
-        auto it = ready.find(i);
-        result = std::move(it->second);
-        ready.erase(it);
-      }
-      if (result.second) std::rethrow_exception(result.second);
-      writers[i * num_shards / n]->add(*result.first);
-      {
-        std::lock_guard<std::mutex> lock(mutex);
-        written = i + 1;
-      }
-      cv_consumed.notify_all();
+      writers[i * num_shards / n]->add(producer.next());
       bar.update(i + 1);
     }
-    stop_all();
+    producer.stop();
     for (auto& w : writers) w->finish();
   } catch (...) {
     bar.abandon();
-    stop_all();
+    producer.stop();
     writers.clear();  // removes every *.partial
     // Shards renamed before the failure (only possible if a later finish() failed) are removed too.
     for (const auto& p : paths) std::remove(p.c_str());
