@@ -1,5 +1,6 @@
 #pragma once
-/// Data-parallel gradient synchronisation and the start-up/agreement helpers around it.
+/// Data-parallel gradient synchronisation and the start-up/agreement helpers around it (SyncBatchNorm is in
+/// distributed/sync_batchnorm.h).
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -9,7 +10,6 @@
 #include <vector>
 
 #include "common/config.h"
-#include "common/norm.h"
 #include "distributed/communicator.h"
 
 namespace segkd::dist {
@@ -73,17 +73,5 @@ std::string module_checksum(torch::nn::Module& module);
 /// Compares config hash and a parameter checksum across ranks; on mismatch throws DistributedError on EVERY rank
 /// naming the ranks that differ ("config hash differs: rank 0 a1b2..., rank 2 ffee...").
 void check_agreement(Communicator& comm, const std::string& config_hash, torch::nn::Module& module);
-
-/// Installs SyncBatchNorm into every segkd::Norm2d of `module` (common/norm.h: Norm2dImpl::set_sync): per-channel
-/// sum, sum of squares and count all-reduced in forward, the two gradient sums in backward (custom autograd
-/// function), running stats as BatchNorm over the global batch (unbiased var for running_var). No-op when size 1.
-/// Collective call (it duplicates `comm` so normalisation collectives never interleave with the reducer's).
-void convert_sync_batchnorm(torch::nn::Module& module, std::shared_ptr<Communicator> comm);
-
-/// The synchronised statistics function convert_sync_batchnorm installs (exposed for tests; works at size 1).
-/// Forward: mean = Σx / M, var = Σx² / M − mean² over the M = N·H·W·ranks values of each channel; y = (x − mean)
-/// / sqrt(var + eps) · weight + bias. Backward: grad_input from the globally summed Σdy and Σdy·(x − mean);
-/// grad_weight/grad_bias from this rank's sums (the reducer averages them like any other gradient).
-SyncNormFn make_sync_batchnorm_fn(std::shared_ptr<Communicator> comm);
 
 }  // namespace segkd::dist

@@ -21,6 +21,7 @@
 #include "data/transforms.h"
 #include "distributed/communicator.h"
 #include "distributed/grad_reducer.h"
+#include "distributed/sync_batchnorm.h"
 #include "distributed/runtime.h"
 #include "losses/objective.h"
 #include "models/segmentor.h"

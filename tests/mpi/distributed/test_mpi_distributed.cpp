@@ -9,6 +9,7 @@
 #include "common/norm.h"
 #include "distributed/communicator.h"
 #include "distributed/grad_reducer.h"
+#include "distributed/sync_batchnorm.h"
 #include "distributed/runtime.h"
 #include "tests/testing/testing.h"
 
