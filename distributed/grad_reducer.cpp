@@ -35,16 +35,13 @@ struct GradReducer::Impl {
   bool sync = true;
   bool finished = false;  // finish() ran; prepare() must come before the next backward
   size_t next_launch = 0;
-  std::vector<BucketEvent> events;
-  int64_t seq = 0;
-
-  void log(int bucket, const std::string& what) { events.push_back({bucket, what, seq++}); }
+  std::shared_ptr<GradReducerListener> listener;
 
   // Caller holds mutex.
   void launch_ready() {
     while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
       Bucket& b = buckets[next_launch];
-      log(static_cast<int>(next_launch), "start");
+      if (listener) listener->bucket_started(next_launch);
       b.launched = true;
       b.work = comm->all_reduce_async(b.flat, ReduceOp::kAverage, str_cat("gradient bucket ", next_launch));
       ++next_launch;
@@ -172,8 +169,6 @@ void GradReducer::prepare(bool sync) {
   impl_->next_launch = 0;
   impl_->sync = sync;
   impl_->finished = false;
-  impl_->events.clear();
-  impl_->seq = 0;
 }
 
 void GradReducer::finish() {
@@ -194,7 +189,7 @@ void GradReducer::finish() {
     auto& b = m.buckets[bi];
     b.work->wait();
     b.work.reset();
-    m.log(static_cast<int>(bi), "done");
+    if (m.listener) m.listener->bucket_done(bi);
     for (size_t i : b.params) {
       auto& p = m.slots[i].param;
       auto reduced = b.flat.narrow(0, m.slots[i].offset, p.numel()).view(p.sizes());
@@ -206,11 +201,9 @@ void GradReducer::finish() {
   }
 }
 
-const std::vector<BucketEvent>& GradReducer::events() const { return impl_->events; }
-
-void GradReducer::mark(const std::string& what) {
+void GradReducer::set_listener(std::shared_ptr<GradReducerListener> listener) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  impl_->log(-1, what);
+  impl_->listener = std::move(listener);
 }
 
 size_t GradReducer::num_buckets() const { return impl_->buckets.size(); }

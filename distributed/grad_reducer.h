@@ -14,11 +14,16 @@
 
 namespace segkd::dist {
 
-/// One entry of the reducer's per-step log. `seq` orders entries of one step (0, 1, 2, ...).
-struct BucketEvent {
-  int bucket;        ///< bucket index, -1 for a mark()
-  std::string what;  ///< "start" | "done" | the text given to mark()
-  int64_t seq;
+/// Observes a GradReducer's communication, for benchmarks and tests (e.g. "did a bucket start before backward
+/// returned?"). Called with the reducer's lock held, on the thread that runs the gradient hook (backward) or
+/// finish(): an implementation must be quick, thread-safe, and must not call back into the reducer.
+class GradReducerListener {
+ public:
+  virtual ~GradReducerListener() = default;
+  /// Bucket `bucket`'s asynchronous all-reduce was started (during backward, or by finish() for the rest).
+  virtual void bucket_started(size_t bucket) {}
+  /// finish() finished waiting for bucket `bucket`'s all-reduce (its averages are written into .grad next).
+  virtual void bucket_done(size_t bucket) {}
 };
 
 /// Averages gradients over all ranks, bucket by bucket, while backward still runs (like PyTorch DDP's reducer).
@@ -40,15 +45,12 @@ class GradReducer {
   GradReducer& operator=(const GradReducer&) = delete;
 
   /// Call before each backward; `sync` false = accumulation micro-batch (no communication; .grad accumulates).
-  /// Clears the event log.
   void prepare(bool sync = true);
   /// Waits for all buckets (unused parameters: zero-filled identically on all ranks), averages, leaves .grad
   /// reduced. No-op after prepare(false). Throws segkd::Error when called twice without prepare() in between.
   void finish();
-  /// Log of the current/last step: "start"/"done" per bucket and the marks added with mark().
-  const std::vector<BucketEvent>& events() const;
-  /// Appends a marker (e.g. "backward_end" right after backward returns) to the event log.
-  void mark(const std::string& what);
+  /// Reports every bucket's start and completion to `listener` from now on (nullptr: to nobody).
+  void set_listener(std::shared_ptr<GradReducerListener> listener);
 
   /// Number of buckets.
   size_t num_buckets() const;

@@ -356,7 +356,6 @@ TrainSummary train(const Config& cfg, const TrainOptions& options) {
     optimizer->zero_grad();
     reducer.prepare(/*sync=*/true);
     scaler.scale_loss(finite ? result.total : result.total * 0.0).backward();
-    reducer.mark("backward_end");
     reducer.finish();
     // fp16: gradients are checked after the all-reduce, so an overflow on one rank skips the step on all.
     const bool overflow = scaler.unscale(params);
