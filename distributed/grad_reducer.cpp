@@ -30,7 +30,7 @@ struct GradReducer::Impl {
   std::shared_ptr<Communicator> comm;
   std::vector<Slot> slots;
   std::vector<Bucket> buckets;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep hooks alive (NOTES-libtorch)
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep hooks alive (docs/toolchain.md)
   std::mutex mutex;
   bool sync = true;
   bool finished = false;  // finish() ran; prepare() must come before the next backward

@@ -150,7 +150,7 @@ int configure_threads(int64_t threads, int local_size) {
     n = std::max(1, cores / std::max(1, local_size));
   }
   at::set_num_threads(n);
-  // OpenBLAS keeps its own pool (NOTES-libtorch.md): size it too when the library is loaded.
+  // OpenBLAS keeps its own pool (docs/toolchain.md): size it too when the library is loaded.
   using SetThreads = void (*)(int);
   if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
   return n;

@@ -17,7 +17,7 @@ namespace {
 using segkd::testing::TempDir;
 using segkd::testing::write_text;
 
-/// The example of DESIGN.md "Configuration" (abridged where the defaults are the same).
+/// A full Cityscapes logit-KD experiment (abridged where the defaults are the same).
 const char* kDesignExample = R"(
 [run]
 name = "psp_r18_logit_kd"
