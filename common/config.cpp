@@ -25,6 +25,8 @@
 #include <variant>
 
 #include "common/error.h"
+#include "common/hash.h"
+#include "common/logging.h"
 
 namespace fs = std::filesystem;
 
@@ -743,10 +745,14 @@ class Checker {
   }
 
   void one_of(const std::string& value, std::initializer_list<const char*> allowed, const std::string& path) const {
+    one_of(value, std::vector<std::string>(allowed.begin(), allowed.end()), path);
+  }
+
+  void one_of(const std::string& value, const std::vector<std::string>& allowed, const std::string& path) const {
     std::string list;
-    for (const char* a : allowed) {
+    for (const auto& a : allowed) {
       if (value == a) return;
-      list += (list.empty() ? "" : "|") + std::string(a);
+      list += (list.empty() ? "" : "|") + a;
     }
     (*this)(false, path, "must be one of " + list);
   }
@@ -873,7 +879,7 @@ void validate(const Config& cfg, const Checker& check) {
   check(dist.timeout_s > 0, "distributed.timeout_s", "must be > 0");
 
   check(cfg.log.interval >= 1, "log.interval", "must be >= 1");
-  check.one_of(cfg.log.level, {"trace", "debug", "info", "warn", "error", "off"}, "log.level");
+  check.one_of(cfg.log.level, log_level_names(), "log.level");
 }
 
 Config finish(toml::table root, const std::string& source_path, const std::vector<std::string>& overrides) {
@@ -937,16 +943,7 @@ double parse_duration(const std::string& text, const std::string& key) {
   return total;
 }
 
-std::string stable_hash(const std::string& text) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string stable_hash(const std::string& text) { return Fnv1a64().update(text).hex(); }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

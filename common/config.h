@@ -123,7 +123,7 @@ struct DistributedConfig {
 
 struct LogConfig {
   int64_t interval = 50;
-  std::string level = "info";  ///< trace | debug | info | warn | error
+  std::string level = "info";  ///< trace | debug | info | warn | error | off (log_level_names())
 };
 
 /// The whole resolved configuration.

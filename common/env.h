@@ -1,17 +1,16 @@
 #pragma once
 /// Every environment variable segkd reads, in one place.
 namespace segkd::env {
+/// Set by Open MPI's mpirun for each rank; its presence means "launched by mpirun".
 constexpr const char* kOmpiRank = "OMPI_COMM_WORLD_RANK";
-constexpr const char* kOmpiSize = "OMPI_COMM_WORLD_SIZE";
-constexpr const char* kOmpiLocalRank = "OMPI_COMM_WORLD_LOCAL_RANK";
+/// Set by PMI-based launchers (MPICH's mpiexec, srun with PMI-2).
 constexpr const char* kPmiRank = "PMI_RANK";
+/// Set by SLURM's srun for each task.
 constexpr const char* kSlurmProcId = "SLURM_PROCID";
-constexpr const char* kSlurmNtasks = "SLURM_NTASKS";
-constexpr const char* kSlurmLocalId = "SLURM_LOCALID";
-constexpr const char* kSlurmJobId = "SLURM_JOB_ID";
-constexpr const char* kOmpNumThreads = "OMP_NUM_THREADS";
-constexpr const char* kOpenblasNumThreads = "OPENBLAS_NUM_THREADS";
-constexpr const char* kCudaVisibleDevices = "CUDA_VISIBLE_DEVICES";
 /// Test-only: makes one rank throw at a given training iteration ("RANK:ITER") to exercise fail-together.
 constexpr const char* kFaultInject = "SEGKD_FAULT_INJECT";
+/// Test-only (set by ctest): the source tree, where tests find configs/ and scripts.
+constexpr const char* kTestSourceDir = "SEGKD_SOURCE_DIR";
+/// Test-only (set by ctest): the build tree, where tests find the segkd binary and test helpers.
+constexpr const char* kTestBinaryDir = "SEGKD_BINARY_DIR";
 }  // namespace segkd::env

@@ -18,19 +18,27 @@ namespace {
 /// "[2026-11-22 03:30:01.123] [info] message"
 constexpr const char* kPattern = "[%Y-%m-%d %H:%M:%S.%e] [%l] %v";
 
+/// log_level_names() and the spdlog level of each, in the same order.
+constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::trace, spdlog::level::debug, spdlog::level::info,
+                                                 spdlog::level::warn,  spdlog::level::err,   spdlog::level::off};
+
 spdlog::level::level_enum parse_level(const std::string& level) {
   // spdlog::level::from_str maps unknown names to `off`; a typo must not silence the logs.
-  if (level == "trace") return spdlog::level::trace;
-  if (level == "debug") return spdlog::level::debug;
-  if (level == "info") return spdlog::level::info;
-  if (level == "warn" || level == "warning") return spdlog::level::warn;
-  if (level == "error") return spdlog::level::err;
-  if (level == "critical") return spdlog::level::critical;
-  if (level == "off") return spdlog::level::off;
-  throw ConfigError("log.level = \"" + level + "\": must be one of trace|debug|info|warn|error|off");
+  const auto& names = log_level_names();
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (level == names[i]) return kLevels[i];
+    list += (i == 0 ? "" : "|") + names[i];
+  }
+  throw ConfigError("log.level = \"" + level + "\": must be one of " + list);
 }
 
 }  // namespace
+
+const std::vector<std::string>& log_level_names() {
+  static const std::vector<std::string> names{"trace", "debug", "info", "warn", "error", "off"};
+  return names;
+}
 
 void setup_logging(const std::string& run_dir, int rank, const std::string& level) {
   const auto lvl = parse_level(level);

@@ -1,5 +1,5 @@
 #pragma once
-/// HDF5 datasets, format 1 (DESIGN.md "Datasets"): reader over one or more shard files and an atomic writer.
+/// HDF5 datasets, format 1 (docs/formats.md): reader over one or more shard files and an atomic writer.
 ///
 /// Layout of one shard: root attributes `segkd_format` (= 1), `num_classes`, `ignore_index`, `class_names`
 /// (variable-length strings [C]), `palette` (uint8 [C,3]); datasets `/images` (uint8 1-D, HWC RGB of every sample

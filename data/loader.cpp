@@ -15,28 +15,15 @@ TrainLoader::TrainLoader(std::shared_ptr<const H5Dataset> ds, const AugmentOptio
       prefetch_(prefetch),
       seed_(seed),
       sampler_(ds_ ? ds_->size() : 0, rank, world, seed, /*shuffle=*/true),
-      pin_(torch::cuda::is_available()),
-      next_to_claim_(start_iteration),
-      next_to_return_(start_iteration) {
+      pin_(torch::cuda::is_available()) {
   if (!ds_) throw InputError("TrainLoader: no dataset");
   if (batch_per_rank <= 0) throw ConfigError(str_cat("data.batch_per_rank must be > 0, got ", batch_per_rank));
   if (workers < 0) throw ConfigError(str_cat("data.workers must be >= 0, got ", workers));
   if (prefetch <= 0) throw ConfigError(str_cat("data.prefetch must be > 0, got ", prefetch));
   if (start_iteration < 0) throw ConfigError(str_cat("TrainLoader: start_iteration ", start_iteration, " < 0"));
-  for (int64_t i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  producer_ = std::make_unique<OrderedProducer<Batch>>([this](int64_t iteration) { return build(iteration); },
+                                                       workers, /*window=*/prefetch, /*first=*/start_iteration);
 }
-
-TrainLoader::~TrainLoader() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  consumed_.notify_all();
-  produced_.notify_all();
-  for (auto& t : threads_) t.join();
-}
-
-int64_t TrainLoader::iterations_per_epoch() const { return (sampler_.per_rank() + batch_ - 1) / batch_; }
 
 void check_labels(const Sample& s, int64_t num_classes, int64_t ignore_index, const std::string& file) {
   for (size_t p = 0; p < s.label.size(); ++p) {
@@ -76,43 +63,6 @@ Batch TrainLoader::build(int64_t iteration) const {
   return b;
 }
 
-void TrainLoader::worker_loop() {
-  for (;;) {
-    int64_t iteration;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      consumed_.wait(lock, [&] { return stop_ || next_to_claim_ < next_to_return_ + prefetch_; });
-      if (stop_) return;
-      iteration = next_to_claim_++;
-    }
-    Slot slot;
-    try {
-      slot.batch = build(iteration);
-    } catch (...) {
-      slot.error = std::current_exception();
-    }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ready_.emplace(iteration, std::move(slot));
-    }
-    produced_.notify_all();
-  }
-}
-
-Batch TrainLoader::next() {
-  if (threads_.empty()) return build(next_to_return_++);  // workers = 0: synchronous
-  Slot slot;
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    produced_.wait(lock, [&] { return ready_.count(next_to_return_) > 0; });
-    auto it = ready_.find(next_to_return_);
-    slot = std::move(it->second);
-    ready_.erase(it);
-    ++next_to_return_;
-  }
-  consumed_.notify_all();
-  if (slot.error) std::rethrow_exception(slot.error);
-  return std::move(slot.batch);
-}
+Batch TrainLoader::next() { return producer_->next(); }
 
 }  // namespace segkd::data

@@ -2,17 +2,13 @@
 /// The threaded training loader: an endless, deterministic stream of augmented batches for one rank.
 #include <torch/torch.h>
 
-#include <condition_variable>
 #include <cstdint>
-#include <exception>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/ordered_producer.h"
 #include "data/sampler.h"
 #include "data/transforms.h"
 
@@ -33,32 +29,24 @@ void check_labels(const Sample& s, int64_t num_classes, int64_t ignore_index, co
 
 /// Endless iteration-based stream for rank `rank`: batch k holds stream positions [k*B, (k+1)*B) of the Sampler
 /// (epoch of a sample = position / per_rank), so a loader created with start_iteration=k continues exactly
-/// (resume). `workers` threads each build whole batches; at most `prefetch` finished-or-in-progress batches are
-/// ahead of the consumer. Batches come out in order regardless of thread timing. A worker exception is re-thrown
-/// from next() (as InputError naming the sample and its index) when its batch is due; the destructor stops the
-/// workers cleanly mid-epoch. Workers use plain loops (no ATen intra-op parallelism), so they never
+/// (resume). `workers` threads each build whole batches (an OrderedProducer); at most `prefetch`
+/// finished-or-in-progress batches are ahead of the consumer. Batches come out in order regardless of thread
+/// timing. A worker exception is re-thrown from next() (as InputError naming the sample and its index) when its
+/// batch is due; the destructor stops the workers cleanly mid-epoch. Workers use plain loops (no ATen intra-op parallelism), so they never
 /// oversubscribe the cores the training thread uses.
 class TrainLoader {
  public:
   TrainLoader(std::shared_ptr<const H5Dataset> ds, const AugmentOptions& aug, int64_t batch_per_rank,
               int64_t workers, int64_t prefetch, int64_t rank, int64_t world, uint64_t seed,
               int64_t start_iteration = 0);
-  ~TrainLoader();
   TrainLoader(const TrainLoader&) = delete;
   TrainLoader& operator=(const TrainLoader&) = delete;
 
   /// The next batch (blocks until it is ready).
   Batch next();
-  /// Iterations per epoch for this rank: ceil(per_rank / batch).
-  int64_t iterations_per_epoch() const;
   const Sampler& sampler() const { return sampler_; }
 
  private:
-  struct Slot {
-    Batch batch;
-    std::exception_ptr error;
-  };
-  void worker_loop();
   Batch build(int64_t iteration) const;
 
   std::shared_ptr<const H5Dataset> ds_;
@@ -67,14 +55,7 @@ class TrainLoader {
   uint64_t seed_;
   Sampler sampler_;
   bool pin_;
-
-  std::mutex mutex_;
-  std::condition_variable produced_, consumed_;
-  int64_t next_to_claim_;    // next batch a worker starts
-  int64_t next_to_return_;   // next batch next() hands out
-  std::map<int64_t, Slot> ready_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
+  std::unique_ptr<OrderedProducer<Batch>> producer_;  ///< last member: its workers stop before the rest goes
 };
 
 }  // namespace segkd::data

@@ -1,21 +1,16 @@
 #include "data/preprocess.h"
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
+#include <cmath>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <thread>
 
 #include "common/error.h"
 #include "common/paths.h"
+#include "common/progress.h"
 #include "data/image_io.h"
+#include "data/ordered_producer.h"
 #include "data/parallel_write.h"
 
 namespace fs = std::filesystem;
@@ -138,40 +133,6 @@ std::string shard_path(const std::string& out, int64_t i, int64_t n) {
 // ---- ordered parallel writer --------------------------------------------------------------------------------
 
 namespace detail {
-namespace {
-
-/// "\r<label> [#####.....] 37/100  12.3/s  ETA 0:05" on stderr, redrawn at most 10 times a second.
-class Progress {
- public:
-  Progress(bool enabled, std::string label, int64_t total)
-      : enabled_(enabled), label_(std::move(label)), total_(total), start_(Clock::now()), last_(start_) {}
-  void update(int64_t done) {
-    if (!enabled_) return;
-    const auto now = Clock::now();
-    if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? done / elapsed : 0;
-    const int64_t eta = rate > 0 ? static_cast<int64_t>((total_ - done) / rate + 0.5) : 0;
-    const int width = 30, filled = total_ > 0 ? static_cast<int>(width * done / total_) : width;
-    std::string bar(filled, '#');
-    bar.resize(width, '.');
-    std::fprintf(stderr, "\r%s [%s] %lld/%lld  %.1f/s  ETA %lld:%02lld ", label_.c_str(), bar.c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_), rate,
-                 static_cast<long long>(eta / 60), static_cast<long long>(eta % 60));
-    if (done >= total_) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  bool enabled_;
-  std::string label_;
-  int64_t total_;
-  Clock::time_point start_, last_;
-};
-
-}  // namespace
 
 void write_parallel(int64_t n, int64_t workers, const std::function<Sample(int64_t)>& produce,
                     const std::vector<std::string>& paths, const DatasetInfo& info, int compression,
@@ -181,72 +142,18 @@ void write_parallel(int64_t n, int64_t workers, const std::function<Sample(int64
   for (const auto& p : paths) writers.push_back(std::make_unique<H5Writer>(p, info, compression));
 
   workers = std::max<int64_t>(1, workers);
-  const int64_t window = 4 * workers;
-  std::mutex mutex;
-  std::condition_variable cv_produced, cv_consumed;
-  std::map<int64_t, std::pair<std::optional<Sample>, std::exception_ptr>> ready;
-  int64_t next_claim = 0, written = 0;
-  bool stop = false;
-
-  auto worker = [&] {
-    for (;;) {
-      int64_t i;
-      {
-        std::unique_lock<std::mutex> lock(mutex);
-        cv_consumed.wait(lock, [&] { return stop || next_claim >= n || next_claim < written + window; });
-        if (stop || next_claim >= n) return;
-        i = next_claim++;
-      }
-      std::pair<std::optional<Sample>, std::exception_ptr> result;
-      try {
-        result.first = produce(i);
-      } catch (...) {
-        result.second = std::current_exception();
-      }
-      {
-        std::lock_guard<std::mutex> lock(mutex);
-        ready.emplace(i, std::move(result));
-      }
-      cv_produced.notify_all();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int64_t t = 0; t < workers; ++t) threads.emplace_back(worker);
-  auto stop_all = [&] {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      stop = true;
-    }
-    cv_consumed.notify_all();
-    for (auto& t : threads) t.join();
-    threads.clear();
-  };
-
-  Progress bar(progress, label, n);
+  OrderedProducer<Sample> producer(produce, workers, /*window=*/4 * workers, /*first=*/0, /*end=*/n);
+  Progress bar(label, n, /*enabled=*/progress, Progress::Style::kBar);
   try {
     for (int64_t i = 0; i < n; ++i) {
-      std::pair<std::optional<Sample>, std::exception_ptr> result;
-      {
-        std::unique_lock<std::mutex> lock(mutex);
-        cv_produced.wait(lock, [&] { return ready.count(i) > 0; });
-        auto it = ready.find(i);
-        result = std::move(it->second);
-        ready.erase(it);
-      }
-      if (result.second) std::rethrow_exception(result.second);
-      writers[i * num_shards / n]->add(*result.first);
-      {
-        std::lock_guard<std::mutex> lock(mutex);
-        written = i + 1;
-      }
-      cv_consumed.notify_all();
+      writers[i * num_shards / n]->add(producer.next());
       bar.update(i + 1);
     }
-    stop_all();
+    producer.stop();
     for (auto& w : writers) w->finish();
   } catch (...) {
-    if (progress) std::fprintf(stderr, "\n");
-    stop_all();
+    bar.abandon();
+    producer.stop();
     writers.clear();  // removes every *.partial
     // Shards renamed before the failure (only possible if a later finish() failed) are removed too.
     for (const auto& p : paths) std::remove(p.c_str());

@@ -5,9 +5,13 @@
 
 namespace segkd::data {
 
-/// SplitMix64 finaliser: a bijective 64-bit mix with good avalanche.
+/// SplitMix64's increment (2^64 / golden ratio).
+constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
+
+/// SplitMix64 step: adds kGamma, then the finaliser (a bijective 64-bit mix with good avalanche). mix64(s) is the
+/// value a SplitMix64 generator in state s returns next.
 inline uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
+  x += kGamma;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
@@ -26,12 +30,11 @@ inline uint64_t hash_key(uint64_t a, uint64_t b = 0, uint64_t c = 0, uint64_t d 
 class Rng {
  public:
   explicit Rng(uint64_t state) : state_(state) {}
+  /// The next value of the stream: mix64 of the state, which then advances by mix64's increment.
   uint64_t next() {
-    state_ += 0x9e3779b97f4a7c15ULL;
-    uint64_t z = state_;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    const uint64_t z = mix64(state_);
+    state_ += kGamma;
+    return z;
   }
   /// Uniform in [0, 1).
   double uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }

@@ -4,12 +4,10 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <atomic>
-#include <cinttypes>
-#include <cstdio>
-#include <cstring>
 #include <map>
 
 #include "common/error.h"
+#include "common/hash.h"
 
 namespace segkd::dist {
 
@@ -32,21 +30,18 @@ struct GradReducer::Impl {
   std::shared_ptr<Communicator> comm;
   std::vector<Slot> slots;
   std::vector<Bucket> buckets;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep hooks alive (NOTES-libtorch)
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep hooks alive (docs/toolchain.md)
   std::mutex mutex;
   bool sync = true;
   bool finished = false;  // finish() ran; prepare() must come before the next backward
   size_t next_launch = 0;
-  std::vector<BucketEvent> events;
-  int64_t seq = 0;
-
-  void log(int bucket, const std::string& what) { events.push_back({bucket, what, seq++}); }
+  std::shared_ptr<GradReducerListener> listener;
 
   // Caller holds mutex.
   void launch_ready() {
     while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
       Bucket& b = buckets[next_launch];
-      log(static_cast<int>(next_launch), "start");
+      if (listener) listener->bucket_started(next_launch);
       b.launched = true;
       b.work = comm->all_reduce_async(b.flat, ReduceOp::kAverage, str_cat("gradient bucket ", next_launch));
       ++next_launch;
@@ -174,8 +169,6 @@ void GradReducer::prepare(bool sync) {
   impl_->next_launch = 0;
   impl_->sync = sync;
   impl_->finished = false;
-  impl_->events.clear();
-  impl_->seq = 0;
 }
 
 void GradReducer::finish() {
@@ -196,7 +189,7 @@ void GradReducer::finish() {
     auto& b = m.buckets[bi];
     b.work->wait();
     b.work.reset();
-    m.log(static_cast<int>(bi), "done");
+    if (m.listener) m.listener->bucket_done(bi);
     for (size_t i : b.params) {
       auto& p = m.slots[i].param;
       auto reduced = b.flat.narrow(0, m.slots[i].offset, p.numel()).view(p.sizes());
@@ -208,11 +201,9 @@ void GradReducer::finish() {
   }
 }
 
-const std::vector<BucketEvent>& GradReducer::events() const { return impl_->events; }
-
-void GradReducer::mark(const std::string& what) {
+void GradReducer::set_listener(std::shared_ptr<GradReducerListener> listener) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  impl_->log(-1, what);
+  impl_->listener = std::move(listener);
 }
 
 size_t GradReducer::num_buckets() const { return impl_->buckets.size(); }
@@ -253,30 +244,18 @@ void broadcast_module(torch::nn::Module& module, Communicator& comm) {
 }
 
 std::string module_checksum(torch::nn::Module& module) {
-  // FNV-1a over 64-bit words, then the tail bytes; names and shapes first so layout differences count too.
-  uint64_t h = 1469598103934665603ULL;
-  auto mix_bytes = [&h](const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    size_t words = n / 8;
-    for (size_t i = 0; i < words; ++i) {
-      uint64_t w;
-      std::memcpy(&w, p + 8 * i, 8);
-      h = (h ^ w) * 1099511628211ULL;
-    }
-    for (size_t i = words * 8; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
-  };
+  // FNV-1a over 64-bit words (fast on large tensors); names and shapes first so layout differences count too.
+  Fnv1a64 h;
   auto mix_tensor = [&](const std::string& name, const torch::Tensor& t) {
     std::string head = str_cat(name, ":", c10::toString(t.scalar_type()), ":", t.sizes(), ";");
-    mix_bytes(head.data(), head.size());
+    h.update_words(head.data(), head.size());
     if (!t.defined() || t.numel() == 0) return;
     auto c = t.detach().to(torch::kCPU).contiguous();
-    mix_bytes(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
+    h.update_words(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
   };
   for (const auto& p : module.named_parameters(/*recurse=*/true)) mix_tensor(p.key(), p.value());
   for (const auto& b : module.named_buffers(/*recurse=*/true)) mix_tensor(b.key(), b.value());
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016" PRIx64, h);
-  return buf;
+  return h.hex();
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #pragma once
-/// Data-parallel gradient synchronisation and the start-up/agreement helpers around it.
+/// Data-parallel gradient synchronisation and the start-up/agreement helpers around it (SyncBatchNorm is in
+/// distributed/sync_batchnorm.h).
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -9,16 +10,20 @@
 #include <vector>
 
 #include "common/config.h"
-#include "common/norm.h"
 #include "distributed/communicator.h"
 
 namespace segkd::dist {
 
-/// One entry of the reducer's per-step log. `seq` orders entries of one step (0, 1, 2, ...).
-struct BucketEvent {
-  int bucket;        ///< bucket index, -1 for a mark()
-  std::string what;  ///< "start" | "done" | the text given to mark()
-  int64_t seq;
+/// Observes a GradReducer's communication, for benchmarks and tests (e.g. "did a bucket start before backward
+/// returned?"). Called with the reducer's lock held, on the thread that runs the gradient hook (backward) or
+/// finish(): an implementation must be quick, thread-safe, and must not call back into the reducer.
+class GradReducerListener {
+ public:
+  virtual ~GradReducerListener() = default;
+  /// Bucket `bucket`'s asynchronous all-reduce was started (during backward, or by finish() for the rest).
+  virtual void bucket_started(size_t bucket) {}
+  /// finish() finished waiting for bucket `bucket`'s all-reduce (its averages are written into .grad next).
+  virtual void bucket_done(size_t bucket) {}
 };
 
 /// Averages gradients over all ranks, bucket by bucket, while backward still runs (like PyTorch DDP's reducer).
@@ -40,15 +45,12 @@ class GradReducer {
   GradReducer& operator=(const GradReducer&) = delete;
 
   /// Call before each backward; `sync` false = accumulation micro-batch (no communication; .grad accumulates).
-  /// Clears the event log.
   void prepare(bool sync = true);
   /// Waits for all buckets (unused parameters: zero-filled identically on all ranks), averages, leaves .grad
   /// reduced. No-op after prepare(false). Throws segkd::Error when called twice without prepare() in between.
   void finish();
-  /// Log of the current/last step: "start"/"done" per bucket and the marks added with mark().
-  const std::vector<BucketEvent>& events() const;
-  /// Appends a marker (e.g. "backward_end" right after backward returns) to the event log.
-  void mark(const std::string& what);
+  /// Reports every bucket's start and completion to `listener` from now on (nullptr: to nobody).
+  void set_listener(std::shared_ptr<GradReducerListener> listener);
 
   /// Number of buckets.
   size_t num_buckets() const;
@@ -73,17 +75,5 @@ std::string module_checksum(torch::nn::Module& module);
 /// Compares config hash and a parameter checksum across ranks; on mismatch throws DistributedError on EVERY rank
 /// naming the ranks that differ ("config hash differs: rank 0 a1b2..., rank 2 ffee...").
 void check_agreement(Communicator& comm, const std::string& config_hash, torch::nn::Module& module);
-
-/// Installs SyncBatchNorm into every segkd::Norm2d of `module` (common/norm.h: Norm2dImpl::set_sync): per-channel
-/// sum, sum of squares and count all-reduced in forward, the two gradient sums in backward (custom autograd
-/// function), running stats as BatchNorm over the global batch (unbiased var for running_var). No-op when size 1.
-/// Collective call (it duplicates `comm` so normalisation collectives never interleave with the reducer's).
-void convert_sync_batchnorm(torch::nn::Module& module, std::shared_ptr<Communicator> comm);
-
-/// The synchronised statistics function convert_sync_batchnorm installs (exposed for tests; works at size 1).
-/// Forward: mean = Σx / M, var = Σx² / M − mean² over the M = N·H·W·ranks values of each channel; y = (x − mean)
-/// / sqrt(var + eps) · weight + bias. Backward: grad_input from the globally summed Σdy and Σdy·(x − mean);
-/// grad_weight/grad_bias from this rank's sums (the reducer averages them like any other gradient).
-SyncNormFn make_sync_batchnorm_fn(std::shared_ptr<Communicator> comm);
 
 }  // namespace segkd::dist

@@ -1,4 +1,4 @@
-// The MPI backend of Communicator, the backend factory, and the backend-independent helpers.
+// The MPI backend of Communicator (backend selection and the backend-independent parts: communicator.cpp).
 //
 // Open MPI progresses non-blocking collectives only inside MPI calls, so each MpiCommunicator owns one progress
 // thread that issues every MPI call on its communicator, in the order the collectives were requested. Callers only
@@ -19,38 +19,9 @@
 #include "common/error.h"
 #include "distributed/checks.h"
 #include "distributed/communicator.h"
-#include "distributed/nccl_communicator.h"
 #include "distributed/runtime.h"
 
 namespace segkd::dist {
-
-const char* to_string(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kAverage: return "average";
-    case ReduceOp::kMax: return "max";
-    case ReduceOp::kMin: return "min";
-  }
-  return "?";
-}
-
-std::vector<std::string> Communicator::all_gather_string(const std::string& s) {
-  auto len = torch::tensor({static_cast<int64_t>(s.size())}, torch::kLong);
-  auto lens = all_gather(len);
-  int64_t max_len = 1;
-  for (const auto& l : lens) max_len = std::max(max_len, l.item<int64_t>());
-  auto bytes = torch::zeros({max_len}, torch::kUInt8);
-  if (!s.empty()) std::memcpy(bytes.data_ptr<uint8_t>(), s.data(), s.size());
-  auto all = all_gather(bytes);
-  std::vector<std::string> out;
-  out.reserve(all.size());
-  for (size_t r = 0; r < all.size(); ++r) {
-    auto b = all[r].contiguous();
-    out.emplace_back(reinterpret_cast<const char*>(b.data_ptr<uint8_t>()),
-                     static_cast<size_t>(lens[r].item<int64_t>()));
-  }
-  return out;
-}
 
 namespace {
 
@@ -491,43 +462,6 @@ std::shared_ptr<Communicator> make_mpi_communicator(double timeout_s) {
     throw ConfigError(str_cat("distributed.timeout_s must be > 0, got ", timeout_s));
   if (!initialized()) init(nullptr, nullptr);
   return std::make_shared<MpiCommunicator>(world_comm(), timeout_s);
-}
-
-#ifndef SEGKD_HAVE_NCCL
-bool nccl_built() { return false; }
-int cuda_device_count() { return 0; }
-#endif
-
-torch::Device choose_device(bool torch_cuda_available, int64_t cuda_devices, int local_rank) {
-  if (!torch_cuda_available || cuda_devices <= 0) return torch::kCPU;
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % cuda_devices));
-}
-
-torch::Device local_device() {
-  const bool available = torch::cuda::is_available();
-  return choose_device(available, available ? static_cast<int64_t>(torch::cuda::device_count()) : 0,
-                       topology().local_rank);
-}
-
-std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, torch::Device device) {
-  const std::string& b = cfg.backend;
-  if (b != "auto" && b != "mpi" && b != "nccl")
-    throw ConfigError(str_cat("distributed.backend = \"", b, "\" is not one of auto, mpi, nccl"));
-  bool want_nccl = b == "nccl" || (b == "auto" && device.is_cuda() && nccl_built());
-  if (!want_nccl) return make_mpi_communicator(cfg.timeout_s);
-  if (!nccl_built())
-    throw ConfigError("distributed.backend = \"nccl\" but segkd was built without NCCL (SEGKD_WITH_NCCL)");
-  if (!device.is_cuda() || cuda_device_count() == 0)
-    throw ConfigError(str_cat("distributed.backend = \"nccl\" needs a CUDA device, got ", device.str(),
-                              " with ", cuda_device_count(), " CUDA device(s) visible"));
-#ifdef SEGKD_HAVE_NCCL
-  if (!(cfg.timeout_s > 0))
-    throw ConfigError(str_cat("distributed.timeout_s must be > 0, got ", cfg.timeout_s));
-  if (!initialized()) init(nullptr, nullptr);
-  return detail::make_nccl_communicator(cfg.timeout_s, device);
-#else
-  return nullptr;
-#endif
 }
 
 }  // namespace segkd::dist

@@ -1,5 +1,6 @@
 #pragma once
-/// Internal: the NCCL backend's factory, compiled only when SEGKD_HAVE_NCCL (use make_communicator instead).
+/// Internal: the NCCL backend's factory, from nccl_communicator.cpp or, without NCCL, nccl_stub.cpp (use
+/// make_communicator instead).
 #include "distributed/communicator.h"
 
 namespace segkd::dist::detail {

@@ -9,6 +9,7 @@
 
 #include "common/env.h"
 #include "common/error.h"
+#include "common/logging.h"
 #include "distributed/checks.h"
 
 namespace segkd::dist {
@@ -18,7 +19,6 @@ struct State {
   std::mutex mutex;
   bool initialized = false;
   bool we_initialized_mpi = false;
-  bool thread_multiple = false;
   MPI_Comm world = MPI_COMM_NULL;
   Topology topology;
 };
@@ -54,14 +54,11 @@ const Topology& init(int* argc, char*** argv) {
 
   int already = 0;
   SEGKD_MPI_CHECK(MPI_Initialized(&already));
-  int provided = MPI_THREAD_SINGLE;
   if (!already) {
+    int provided = MPI_THREAD_SINGLE;
     SEGKD_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
     s.we_initialized_mpi = true;
-  } else {
-    SEGKD_MPI_CHECK(MPI_Query_thread(&provided));
   }
-  s.thread_multiple = provided >= MPI_THREAD_MULTIPLE;
 
   SEGKD_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &s.world));
   SEGKD_MPI_CHECK(MPI_Comm_set_errhandler(s.world, MPI_ERRORS_RETURN));
@@ -109,12 +106,6 @@ MPI_Comm world_comm() {
   return s.world;
 }
 
-bool thread_multiple() {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  return s.thread_multiple;
-}
-
 void finalize() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
@@ -137,6 +128,7 @@ void abort_job(int code, const std::string& why) {
   const Topology& t = topology();
   std::fprintf(stderr, "segkd: aborting job from rank %d (%s): %s\n", t.rank, t.host.c_str(), why.c_str());
   std::fflush(stderr);
+  flush_logs();  // MPI_Abort and _Exit skip destructors: whatever a log sink still buffers is written now
   int mpi_up = 0, mpi_down = 0;
   MPI_Initialized(&mpi_up);
   MPI_Finalized(&mpi_down);

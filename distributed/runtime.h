@@ -27,11 +27,10 @@ bool initialized();
 const Topology& topology();
 /// The runtime's private duplicate of MPI_COMM_WORLD (errors return codes). Throws DistributedError before init().
 MPI_Comm world_comm();
-/// True when MPI granted MPI_THREAD_MULTIPLE.
-bool thread_multiple();
 /// Frees the private communicator and calls MPI_Finalize; idempotent; no-op if not initialised.
 void finalize();
-/// Logs `why` (rank, host) to stderr and aborts every rank (MPI_Abort) with `code`; exits if MPI not initialised.
+/// Logs `why` (rank, host) to stderr, flushes the log sinks and aborts every rank (MPI_Abort) with `code`; exits if
+/// MPI not initialised.
 /// Safe to call from several threads at once: only the first caller prints and aborts.
 [[noreturn]] void abort_job(int code, const std::string& why);
 /// Runs `body`; on exception prints "segkd: error on rank R (host): what()" to stderr (one line) and, when

@@ -1,8 +1,9 @@
 // SyncBatchNorm for segkd::Norm2d over any Communicator (PyTorch's own SyncBatchNorm is GPU-only).
+#include "distributed/sync_batchnorm.h"
+
 #include <cstdint>
 
 #include "common/error.h"
-#include "distributed/grad_reducer.h"
 
 namespace segkd::dist {
 namespace {

@@ -21,7 +21,7 @@ namespace {
 
 // ---- A small pickle machine for torch.save's data.pkl -----------------------------------------------------------
 //
-// LibTorch 1.13's unpickler turns collections.OrderedDict into None (NOTES-libtorch.md), which is what every
+// LibTorch 1.13's unpickler turns collections.OrderedDict into None (docs/toolchain.md), which is what every
 // model.state_dict() is. This reader knows the opcodes pickle protocols 2-5 emit, builds dicts (OrderedDict
 // included), lists, tuples, scalars and strings, rebuilds tensors from the archive's storages, and represents any
 // other Python object as an opaque value, so checkpoint metadata never stops a load.

@@ -1,5 +1,5 @@
 #pragma once
-/// TeacherStream: the teacher's second stream on an accelerator (DESIGN.md step 2), so its kernels run while the
+/// TeacherStream: the teacher's second stream on an accelerator (docs/design.md, step 2), so its kernels run while the
 /// student's run on the trainer's current stream.
 ///
 /// Written against c10's device-generic stream, event and guard interfaces, so the same code builds with the

@@ -23,6 +23,7 @@
 #include "distributed/communicator.h"
 #include "distributed/grad_reducer.h"
 #include "distributed/runtime.h"
+#include "distributed/sync_batchnorm.h"
 #include "losses/objective.h"
 #include "models/segmentor.h"
 #include "models/weights.h"
@@ -154,7 +155,7 @@ int configure_threads(int64_t threads, int local_size) {
     n = std::max(1, cores / std::max(1, local_size));
   }
   at::set_num_threads(n);
-  // OpenBLAS keeps its own pool (NOTES-libtorch.md): size it too when the library is loaded.
+  // OpenBLAS keeps its own pool (docs/toolchain.md): size it too when the library is loaded.
   using SetThreads = void (*)(int);
   if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
   return n;
@@ -501,7 +502,6 @@ void Trainer::step() {
   optimizer_->zero_grad();
   reducer_->prepare(/*sync=*/true);
   scaler_->scale_loss(finite ? result.total : result.total * 0.0).backward();
-  reducer_->mark("backward_end");
   phases.backward = watch.lap();
   reducer_->finish();
   phases.communication = watch.lap();

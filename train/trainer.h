@@ -1,5 +1,5 @@
 #pragma once
-/// The distillation training loop (docs/design.md, "A training step").
+/// The distillation training loop (docs/design.md, "One training step").
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,7 +41,7 @@ struct StepPhases {
 class Trainer;
 
 /// Trains the student of `cfg` (with the teacher's KD terms if `[teacher]` is set) on every rank of the MPI job
-/// (dist::init must have run), writing the run directory (docs/formats.md). Throws segkd::Error on bad input.
+/// (dist::init must have run), writing the run directory of docs/formats.md. Throws segkd::Error on bad input.
 TrainSummary train(const Config& cfg, const TrainOptions& options = {});
 
 /// Opens the dataset of `files` (data.train or data.val) and checks it has data.num_classes classes.

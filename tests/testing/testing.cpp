@@ -12,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/env.h"
+
 namespace fs = std::filesystem;
 
 namespace segkd::testing {
@@ -88,8 +90,8 @@ static std::string env_or(const char* name, const char* fallback) {
   return v ? std::string(v) : std::string(fallback);
 }
 
-std::string source_dir() { return env_or("SEGKD_SOURCE_DIR", "."); }
-std::string binary_dir() { return env_or("SEGKD_BINARY_DIR", "."); }
+std::string source_dir() { return env_or(env::kTestSourceDir, "."); }
+std::string binary_dir() { return env_or(env::kTestBinaryDir, "."); }
 
 int run_command(const std::string& command, std::string* output) {
   std::string full = command + " 2>&1";

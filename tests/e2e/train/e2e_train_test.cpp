@@ -1,7 +1,7 @@
 // End-to-end tests of the segkd executable under `mpiexec -n 2`: a short distillation run writes the run directory
-// of DESIGN.md, kill-and-resume ends with bit-identical weights, eval reproduces the final mIoU, predict writes PNGs
-// of the input size, export loads in PyTorch, 1×4 and 2×2 ranks×batch follow the same loss curve, and bad input is
-// a one-line error on which every rank exits.
+// of docs/formats.md, kill-and-resume ends with bit-identical weights, eval reproduces the final mIoU, predict
+// writes PNGs of the input size, export loads in PyTorch, 1×4 and 2×2 ranks×batch follow the same loss curve, and
+// bad input is a one-line error on which every rank exits.
 #include <gtest/gtest.h>
 
 #include <chrono>

@@ -9,7 +9,9 @@
 #include "common/norm.h"
 #include "distributed/communicator.h"
 #include "distributed/grad_reducer.h"
+#include "distributed/sync_batchnorm.h"
 #include "distributed/runtime.h"
+#include "tests/testing/bucket_log.h"
 #include "tests/testing/testing.h"
 
 namespace segkd::dist {
@@ -189,6 +191,8 @@ TEST_F(MpiTest, ReducerWithSyncBatchNormEqualsFullBatchGradients) {
   cfg.first_bucket_mb = 100.0 / (1024 * 1024);  // tiny buckets: several all-reduces overlap backward
   cfg.bucket_mb = 1500.0 / (1024 * 1024);
   GradReducer reducer(comm, net->parameters(), cfg);
+  auto log = std::make_shared<segkd::testing::BucketLog>();
+  reducer.set_listener(log);
   ASSERT_GE(reducer.num_buckets(), 3u);
 
   const int64_t per_rank = 2, batch = per_rank * n;
@@ -201,10 +205,11 @@ TEST_F(MpiTest, ReducerWithSyncBatchNormEqualsFullBatchGradients) {
     torch::nn::functional::cross_entropy(ref(x), y).backward();
 
     net->zero_grad();
+    log->clear();
     reducer.prepare(true);
     auto xs = x.narrow(0, rank * per_rank, per_rank), ys = y.narrow(0, rank * per_rank, per_rank);
     torch::nn::functional::cross_entropy(net(xs), ys).backward();
-    reducer.mark("backward_end");
+    log->mark("backward_end");
     reducer.finish();
 
     auto pr = ref->named_parameters(), pn = net->named_parameters();
@@ -221,16 +226,17 @@ TEST_F(MpiTest, ReducerWithSyncBatchNormEqualsFullBatchGradients) {
 
     // Event log: every bucket started (in bucket order) and finished once; at least one started before backward
     // returned, i.e. communication overlapped backward.
-    const auto& ev = reducer.events();
+    const auto ev = log->events();
     int64_t end_seq = -1;
     std::vector<int> starts;
     int done = 0;
     int64_t first_start_seq = -1;
-    for (const auto& e : ev) {
-      if (e.what == "backward_end") end_seq = e.seq;
+    for (size_t seq = 0; seq < ev.size(); ++seq) {
+      const auto& e = ev[seq];
+      if (e.what == "backward_end") end_seq = static_cast<int64_t>(seq);
       if (e.what == "start") {
         starts.push_back(e.bucket);
-        if (first_start_seq < 0) first_start_seq = e.seq;
+        if (first_start_seq < 0) first_start_seq = static_cast<int64_t>(seq);
       }
       if (e.what == "done") ++done;
     }
@@ -271,20 +277,22 @@ TEST_F(MpiTest, ReducerHandlesUnusedAndRankDependentParameters) {
 TEST_F(MpiTest, ReducerAccumulatesWithoutCommunicationUntilLastMicroBatch) {
   auto w = torch::ones({7}, torch::requires_grad());
   GradReducer reducer(comm, {w}, test_config());
+  auto log = std::make_shared<segkd::testing::BucketLog>();
+  reducer.set_listener(log);
   const int k = 3;
   for (int m = 0; m < k; ++m) {
     reducer.prepare(/*sync=*/m == k - 1);
     (w * static_cast<double>((rank + 1) * (m + 1))).sum().backward();
     if (m < k - 1) {
       reducer.finish();  // no-op on an accumulation micro-batch
-      EXPECT_TRUE(reducer.events().empty()) << "micro-batch " << m << " communicated";
+      EXPECT_TRUE(log->events().empty()) << "micro-batch " << m << " communicated";
       // Still the local sum of this rank's micro-batches.
       EXPECT_TRUE(tensors_close(w.grad(), torch::full({7}, (rank + 1.0) * (m + 1) * (m + 2) / 2)));
     }
   }
   reducer.finish();
   EXPECT_TRUE(tensors_close(w.grad(), torch::full({7}, 6.0 * (n + 1) / 2)));
-  EXPECT_FALSE(reducer.events().empty());
+  EXPECT_FALSE(log->events().empty());
 }
 
 // A parameter used on one rank only, in a model whose SyncBatchNorm also communicates during backward: the

@@ -6,6 +6,7 @@
 
 #include "distributed/communicator.h"
 #include "distributed/grad_reducer.h"
+#include "distributed/sync_batchnorm.h"
 #include "distributed/runtime.h"
 #include "models/segmentor.h"
 #include "tests/testing/testing.h"

@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/hash.h"
 #include "tests/testing/testing.h"
 
 namespace segkd {
@@ -16,7 +17,7 @@ namespace {
 using segkd::testing::TempDir;
 using segkd::testing::write_text;
 
-/// The example of DESIGN.md "Configuration" (abridged where the defaults are the same).
+/// A full Cityscapes logit-KD experiment (abridged where the defaults are the same).
 const char* kDesignExample = R"(
 [run]
 name = "psp_r18_logit_kd"
@@ -455,6 +456,21 @@ TEST(StableHash, IsFnv1a64) {
   EXPECT_EQ(stable_hash(""), "cbf29ce484222325");  // published FNV-1a test vectors
   EXPECT_EQ(stable_hash("a"), "af63dc4c8601ec8c");
   EXPECT_EQ(stable_hash("foobar"), "85944171f73967e8");
+}
+
+TEST(Fnv1a64, IncrementalUpdatesEqualOneUpdate) {
+  EXPECT_EQ(Fnv1a64().hex(), "cbf29ce484222325");
+  EXPECT_EQ(Fnv1a64().update(std::string("foo")).update("bar", 3).hex(), "85944171f73967e8");
+  EXPECT_EQ(Fnv1a64().update(std::string("foobar")).value(), 0x85944171f73967e8ULL);
+}
+
+// The word-wise variant module_checksum uses: values computed with the loop it replaced (grad_reducer.cpp before
+// the hash was shared), with the published offset basis.
+TEST(Fnv1a64, WordWiseValuesArePinned) {
+  const std::string s = "0123456789abcdefXYZ";  // two whole words and a 3-byte tail
+  EXPECT_EQ(Fnv1a64().update_words(s.data(), s.size()).hex(), "af6d82e0fa8645b0");
+  EXPECT_NE(Fnv1a64().update_words(s.data(), s.size()).hex(), Fnv1a64().update(s).hex());
+  EXPECT_EQ(Fnv1a64().update_words("abc", 3).hex(), Fnv1a64().update(std::string("abc")).hex());  // tail only
 }
 
 TEST(EditDistance, Levenshtein) {

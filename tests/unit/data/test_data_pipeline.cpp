@@ -21,6 +21,22 @@ namespace F = torch::nn::functional;
 
 // ---- sampler -----------------------------------------------------------------------------------------------------
 
+// Every augmentation, shuffle and synthetic scene is drawn from these functions, so their values are part of
+// what a checkpoint resumes into: pinned here (computed before mix64 became the one SplitMix step of Rng).
+TEST(Random, ValuesArePinned) {
+  EXPECT_EQ(mix64(0), 0xe220a8397b1dcdafULL);  // SplitMix64's first output for seed 0
+  EXPECT_EQ(mix64(42), 0xbdd732262feb6e95ULL);
+  EXPECT_EQ(hash_key(42, 3, 17, 0xa06), 0x39d1a7d88ed78b2cULL);
+  EXPECT_EQ(hash_key(7), 0x720900f1b7ca8f1cULL);
+  Rng rng(hash_key(42, 1, 0x5a3b1e));
+  EXPECT_EQ(rng.next(), 0xf3dbbc1fb03edcddULL);
+  EXPECT_EQ(rng.next(), 0xf69792bb81ceab9fULL);
+  EXPECT_EQ(rng.next(), 0x638de2da4c9a1942ULL);
+  Rng small(5);
+  EXPECT_EQ(small.below(1000), 618u);
+  EXPECT_DOUBLE_EQ(small.uniform(), 0.7523070158382239);
+}
+
 TEST(Sampler, DisjointCompleteAndPaddedFor1To8Ranks) {
   for (int64_t n : {1, 7, 20, 33}) {
     for (int64_t world = 1; world <= 8; ++world) {
