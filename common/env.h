@@ -14,4 +14,6 @@ constexpr const char* kOpenblasNumThreads = "OPENBLAS_NUM_THREADS";
 constexpr const char* kCudaVisibleDevices = "CUDA_VISIBLE_DEVICES";
 /// Test-only: makes one rank throw at a given training iteration ("RANK:ITER") to exercise fail-together.
 constexpr const char* kFaultInject = "SEGKD_FAULT_INJECT";
+/// Test-only: `segkd sweep`/`compare` stop with an error after this many trained runs, as if killed between runs.
+constexpr const char* kStopAfterRuns = "SEGKD_STOP_AFTER_RUNS";
 }  // namespace segkd::env
