@@ -3,7 +3,10 @@
 
 #include <plplot/plstream.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <cmath>
 #include <filesystem>
@@ -160,19 +163,30 @@ void plot_charts(const std::vector<PlotChart>& charts, const std::string& out, i
 }
 
 data::Image text_strip(int64_t width, int64_t height, const std::vector<std::pair<int64_t, std::string>>& titles) {
-  require_device("memcairo");
-  data::Image strip{height, width, 3, std::vector<uint8_t>(static_cast<size_t>(width * height * 3), 255)};
-  auto pls = make_stream("memcairo");
-  pls->smem(static_cast<PLINT>(width), static_cast<PLINT>(height), strip.pixels.data());
-  pls->init();
-  pls->adv(0);
-  pls->vpor(0, 1, 0, 1);
-  // World coordinates are pixels: x to the right, y upwards from the strip's bottom.
-  pls->wind(0, static_cast<PLFLT>(width), 0, static_cast<PLFLT>(height));
-  pls->col0(1);
-  pls->schr(0, 0.9);
-  for (auto& [x, text] : titles) pls->ptex(static_cast<PLFLT>(x), 0.3 * height, 1, 0, 0.5, text.c_str());
-  pls.reset();
+  // pngcairo into a temporary file, read back: PLplot's memcairo device draws lines but no text (PLplot 5.15).
+  require_device("pngcairo");
+  static std::atomic<int> counter{0};
+  const auto tmp = (fs::temp_directory_path() / str_cat("segkd-strip-", ::getpid(), "-", counter++, ".png")).string();
+  require_writable(tmp);
+  {
+    auto pls = make_stream("pngcairo");
+    pls->sfnam(tmp.c_str());
+    pls->spage(0, 0, static_cast<PLINT>(width), static_cast<PLINT>(height), 0, 0);
+    pls->init();
+    pls->adv(0);
+    pls->vpor(0, 1, 0, 1);
+    // World coordinates are pixels: x to the right, y upwards from the strip's bottom.
+    pls->wind(0, static_cast<PLFLT>(width), 0, static_cast<PLFLT>(height));
+    pls->col0(1);
+    pls->schr(0, 1.4);
+    for (auto& [x, text] : titles) pls->ptex(static_cast<PLFLT>(x), 0.3 * height, 1, 0, 0.5, text.c_str());
+  }  // plend1 writes the file
+  auto strip = data::read_image(tmp);
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  if (strip.width != width || strip.height != height || strip.channels != 3) {
+    throw Error(str_cat("PLplot drew a ", strip.width, "x", strip.height, " strip, not ", width, "x", height));
+  }
   return strip;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-/// Pictures drawn with PLplot (Debian libplplot-dev, pngcairo and memcairo devices of plplot-driver-cairo): line
-/// charts with bands for curves.png, and text strips (column titles) for the prediction panel.
+/// Pictures drawn with PLplot (Debian libplplot-dev, the pngcairo device of plplot-driver-cairo): line charts with
+/// bands for curves.png, and text strips (column titles) for the prediction panel.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -30,7 +30,7 @@ struct PlotChart {
 void plot_charts(const std::vector<PlotChart>& charts, const std::string& out, int64_t width, int64_t height);
 
 /// Draws `titles` as black text on white, each centred at its x pixel position, into an RGB strip `width` x `height`
-/// pixels (PLplot's memcairo device) and returns it.
+/// pixels and returns it.
 data::Image text_strip(int64_t width, int64_t height, const std::vector<std::pair<int64_t, std::string>>& titles);
 
 }  // namespace segkd::train

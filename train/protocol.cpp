@@ -310,7 +310,8 @@ std::vector<TableRow> aggregate(const std::vector<RunRecord>& runs, const TableO
     for (auto& [k, v] : cost) {
       const double share = mean(v) / row.iteration_ms;
       row.cost_share.emplace_back(k, share);
-      if (k.find("teacher") != std::string::npos) row.teacher_share += share;
+      // The teacher's phases may nest (teacher_wait includes an inline teacher_forward): the largest, not the sum.
+      if (k.find("teacher") != std::string::npos) row.teacher_share = std::max(row.teacher_share, share);
     }
     std::stable_sort(row.cost_share.begin(), row.cost_share.end(),
                      [](auto& a, auto& b) { return a.second > b.second; });

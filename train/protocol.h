@@ -88,7 +88,7 @@ struct TableRow {
   std::vector<int64_t> seeds;
   double miou_mean = 0, miou_std = 0;  ///< std over seeds (sample, n-1; NaN for one seed)
   double iterations = 0, train_s = 0, images_per_s = 0, iteration_ms = 0;
-  double teacher_share = 0;             ///< share of iteration time in phases whose name contains "teacher"
+  double teacher_share = 0;             ///< largest share of iteration time among phases named *teacher*
   std::vector<std::pair<std::string, double>> cost_share;  ///< every timed key, largest share first
   bool is_baseline = false;             ///< this row is the baseline of the differences
   bool has_delta = false;
