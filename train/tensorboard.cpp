@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "common/error.h"
-#include "tensorboard_event.pb.h"
+#include "proto/tensorboard_event.pb.h"  // generated in the build tree (train/CMakeLists.txt)
 
 namespace fs = std::filesystem;
 

@@ -9,7 +9,7 @@
 
 #include "common/config.h"
 #include "data/image_io.h"
-#include "tensorboard_event.pb.h"
+#include "proto/tensorboard_event.pb.h"  // generated in the build tree (train/CMakeLists.txt)
 #include "tests/testing/testing.h"
 #include "train/curves.h"
 #include "train/metrics.h"
