@@ -97,7 +97,8 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
   const auto [x0, x1] = xr.padded();
   const auto [y0, y1] = yr.padded();
   pls.adv(0);
-  pls.vpor(0.12, 0.96, 0.13, 0.90);
+  pls.schr(0, 0.8);  // the default size clips the axis labels at 700 x 560 pixels
+  pls.vpor(0.14, 0.96, 0.15, 0.90);
   pls.wind(x0, x1, y0, y1);
   pls.col0(1);
   pls.width(1.0);

@@ -1,6 +1,6 @@
 #pragma once
 /// The engine shared by `segkd sweep` and `segkd compare`: a plan of training runs (one directory each under a root),
-/// skip / resume rules, and the tables rebuilt from every finished run in the root (docs/protocol.md).
+/// skip / resume rules, and the tables rebuilt from every finished run in the root (README, "The comparison protocol").
 ///
 /// A run directory of a plan holds `point.json` ({"kind","group":[[key,value],...],"seed","config","overrides"}),
 /// written before training, beside the trainer's files. A run is *finished* when its `summary.json` carries the
