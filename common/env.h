@@ -13,4 +13,6 @@ constexpr const char* kFaultInject = "SEGKD_FAULT_INJECT";
 constexpr const char* kTestSourceDir = "SEGKD_SOURCE_DIR";
 /// Test-only (set by ctest): the build tree, where tests find the segkd binary and test helpers.
 constexpr const char* kTestBinaryDir = "SEGKD_BINARY_DIR";
+/// Test-only: `segkd sweep`/`compare` stop with an error after this many trained runs, as if killed between runs.
+constexpr const char* kStopAfterRuns = "SEGKD_STOP_AFTER_RUNS";
 }  // namespace segkd::env

@@ -24,6 +24,7 @@ Command add_preprocess(CLI::App& root);
 Command add_synth(CLI::App& root);
 Command add_export(CLI::App& root);
 Command add_sweep(CLI::App& root);
+Command add_compare(CLI::App& root);
 Command add_info(CLI::App& root);
 Command add_report(CLI::App& root);
 

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "segkd 0.1.0");
   std::vector<Command> commands{add_train(app),   add_eval(app),   add_predict(app),
                                 add_preprocess(app), add_synth(app), add_export(app),
-                                add_sweep(app),   add_info(app),   add_report(app)};
+                                add_sweep(app),   add_compare(app), add_info(app),   add_report(app)};
   // CLI11 would call a mistyped subcommand "a positional argument"; name it and suggest the nearest one.
   if (argc > 1 && argv[1][0] != '-') {
     std::string given = argv[1], nearest;

@@ -14,6 +14,8 @@ PACKAGES=(
   libpng-dev libjpeg-dev                     # image codecs (VOC palette PNGs are read as indices)
   zlib1g-dev                                 # CRC-32 of checkpoints
   libgtest-dev
+  libprotobuf-dev protobuf-compiler          # TensorBoard event files (train/proto)
+  libplplot-dev plplot-driver-cairo          # curves.png and panel titles (PLplot, pngcairo device)
   python3-torch python3-numpy python3-h5py   # /usr/bin/python3: parity tests, h5py reads our HDF5, PyTorch peer benchmarks
 )
 

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/run_dir.h"
+#include "train/tensorboard.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -35,7 +36,10 @@ MetricsWriter::MetricsWriter(const std::string& work_dir, bool enabled) {
   const std::string path = (fs::path(work_dir) / "metrics.jsonl").string();
   out_.open(path, std::ios::app);
   if (!out_) throw ConfigError(str_cat("run.work_dir: cannot write ", path));
+  tensorboard_ = std::make_unique<TensorBoardWriter>(work_dir);
 }
+
+MetricsWriter::~MetricsWriter() = default;
 
 void MetricsWriter::write_line(const std::string& line) {
   if (!out_.is_open()) return;
@@ -55,6 +59,13 @@ void MetricsWriter::train_event(int64_t iter, double lr, double images_per_s, do
   j["loss"] = loss;
   j["ms"] = cost;
   write_line(j.dump());
+  std::vector<std::pair<std::string, double>> scalars;
+  for (auto& [k, v] : values) scalars.emplace_back("loss/" + k, v);
+  scalars.emplace_back("lr", lr);
+  scalars.emplace_back("images_per_s", images_per_s);
+  scalars.emplace_back("train_s", train_s);
+  for (auto& [k, v] : ms) scalars.emplace_back("time_ms/" + k, v);
+  tensorboard_->scalars(iter, j["time"].get<double>(), scalars);
 }
 
 void MetricsWriter::eval_event(int64_t iter, const EvalResult& r, const std::vector<std::string>& class_names) {
@@ -63,6 +74,12 @@ void MetricsWriter::eval_event(int64_t iter, const EvalResult& r, const std::vec
          {"images", r.images}, {"seconds", r.seconds}, {"time", unix_time()}};
   j["per_class_iou"] = per_class(r.per_class_iou, class_names);
   write_line(j.dump());
+  std::vector<std::pair<std::string, double>> scalars{
+      {"eval/mIoU", r.miou}, {"eval/pixel_acc", r.pixel_acc}, {"eval/mean_acc", r.mean_acc}, {"eval/seconds", r.seconds}};
+  for (auto& [name, iou] : j["per_class_iou"].items()) {
+    if (iou.is_number()) scalars.emplace_back("eval/iou/" + name, iou.get<double>());
+  }
+  tensorboard_->scalars(iter, j["time"].get<double>(), scalars);
 }
 
 std::string per_class_json(const std::vector<double>& iou, const std::vector<std::string>& class_names) {

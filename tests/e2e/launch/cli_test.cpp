@@ -6,13 +6,14 @@
 namespace {
 
 using segkd::testing::run_command;
+using segkd::testing::write_text;
 
 std::string segkd_bin() { return segkd::testing::binary_dir() + "/segkd"; }
 
 TEST(Cli, HelpListsEverySubcommand) {
   std::string out;
   ASSERT_EQ(run_command(segkd_bin() + " --help", &out), 0) << out;
-  for (auto sub : {"train", "eval", "predict", "preprocess", "synth", "export", "sweep", "info", "report"}) {
+  for (auto sub : {"train", "eval", "predict", "preprocess", "synth", "export", "sweep", "compare", "info", "report"}) {
     EXPECT_NE(out.find(sub), std::string::npos) << sub << " missing from --help:\n" << out;
   }
 }
@@ -25,7 +26,9 @@ TEST(Cli, SubcommandHelpDocumentsItsOptions) {
       {"preprocess", {"--format", "--root", "--split", "--out", "--shards", "--workers", "--classes"}},
       {"synth", {"--out", "--num", "--size", "--classes", "--seed"}},
       {"export", {"--out"}},
-      {"sweep", {"--grid", "--set"}},
+      {"sweep", {"--grid", "--set", "--seeds", "--index", "--dry-run", "--work-dir"}},
+      {"compare", {"--budget", "--iterations", "--seeds", "--extend", "--work-dir", "--index", "--dry-run", "--set"}},
+      {"report", {"--out", "--panel", "--curves"}},
       {"info", {"--set"}},
   };
   for (const auto& [sub, options] : expected) {
@@ -80,7 +83,9 @@ TEST(Cli, InfoPrintsResolvedConfigAndParameterCount) {
 
 TEST(Cli, EveryShippedConfigResolves) {
   std::string out;
-  ASSERT_EQ(run_command("find " + segkd::testing::source_dir() + "/configs -name '*.toml' -not -path '*/_base/*'",
+  // Every file but the shared bases (configs/_base/ and the _base.toml of a protocol directory).
+  ASSERT_EQ(run_command("find " + segkd::testing::source_dir() +
+                            "/configs -name '*.toml' -not -path '*/_base/*' -not -name '_base*.toml'",
                         &out),
             0);
   std::istringstream files(out);
@@ -91,7 +96,51 @@ TEST(Cli, EveryShippedConfigResolves) {
     EXPECT_EQ(run_command(segkd_bin() + " info " + file + " > /dev/null", &info), 0) << file << ": " << info;
     ++n;
   }
-  EXPECT_GE(n, 5);
+  EXPECT_GE(n, 40);  // demo, demo/compare, and the Cityscapes and ADE20K protocols
+}
+
+/// Runs a launch script with SEGKD_DRY_RUN=1 and `env`, returns its output (the command line it would run).
+std::string dry_run(const std::string& env, const std::string& script, const std::string& args) {
+  std::string out;
+  EXPECT_EQ(run_command("cd " + segkd::testing::source_dir() + " && env SEGKD_DRY_RUN=1 " + env + " bash " + script +
+                            " " + args,
+                        &out),
+            0)
+      << script << ": " << out;
+  return out;
+}
+
+TEST(LaunchScripts, ParseAndTheirDryRunPrintsTheLauncherLine) {
+  for (auto script : {"launch/slurm/train.sbatch", "launch/slurm/compare_array.sbatch",
+                      "launch/slurm/sweep_array.sbatch", "launch/slurm/common.sh", "launch/mpirun.sh",
+                      "launch/debug.sh"}) {
+    std::string out;
+    EXPECT_EQ(run_command("bash -n " + segkd::testing::source_dir() + "/" + script, &out), 0) << script << ": " << out;
+  }
+  EXPECT_EQ(dry_run("", "launch/slurm/train.sbatch", "configs/demo/student.toml --set optimizer.lr=0.02"),
+            "srun --mpi=pmix --kill-on-bad-exit=1 --gpus-per-task=1 --gpu-bind=closest build/segkd train "
+            "configs/demo/student.toml --resume auto --set optimizer.lr=0.02\n");
+  EXPECT_EQ(dry_run("SEGKD_MPI=pmi2 SLURM_ARRAY_TASK_ID=3", "launch/slurm/compare_array.sbatch",
+                    "a.toml b.toml --seeds 3"),
+            "srun --mpi=pmi2 --kill-on-bad-exit=1 --gpus-per-task=1 --gpu-bind=closest build/segkd compare a.toml "
+            "b.toml --seeds 3 --index 3\n");
+  EXPECT_EQ(dry_run("SEGKD_GPU_BIND=none SLURM_ARRAY_TASK_ID=0 SEGKD=/opt/segkd", "launch/slurm/sweep_array.sbatch",
+                    "a.toml --grid optimizer.lr=0.01,0.02"),
+            "srun --mpi=pmix --kill-on-bad-exit=1 /opt/segkd sweep a.toml --grid optimizer.lr=0.01,0.02 --index 0\n");
+  segkd::testing::TempDir dir;
+  write_text(dir.file("hosts"), "node1 slots=4\nnode2 slots=4\n");
+  EXPECT_EQ(dry_run("SEGKD=segkd OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2", "launch/mpirun.sh",
+                    "--hostfile " + dir.file("hosts") + " 8 compare a.toml"),
+            "mpirun -n 8 --bind-to none --hostfile " + dir.file("hosts") +
+                " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS segkd compare a.toml\n");
+  // Submitted without --array: a one-line error, no srun.
+  std::string out;
+  EXPECT_NE(run_command("cd " + segkd::testing::source_dir() +
+                            " && env -u SLURM_ARRAY_TASK_ID SEGKD_DRY_RUN=1 bash launch/slurm/sweep_array.sbatch a.toml",
+                        &out),
+            0);
+  EXPECT_NE(out.find("SLURM_ARRAY_TASK_ID is not set"), std::string::npos) << out;
+  EXPECT_EQ(out.find("srun"), std::string::npos) << out;
 }
 
 TEST(Cli, RanksWithDifferentCommandLinesFailWithinSecondsNamingTheDifference) {

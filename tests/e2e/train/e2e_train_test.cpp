@@ -185,14 +185,23 @@ TEST_F(E2E, DistillationRunWritesTheRunDirectory) {
   EXPECT_NE(table.find("| kd | pspnet-resnet18_v1c-d8 | pspnet-resnet18_v1c-d8 | logit(w=1,τ=2) | 6 |"),
             std::string::npos) << table;
   EXPECT_NE(table.find("| teacher | pspnet-resnet18_v1c-d8 | - | - | 4 |"), std::string::npos) << table;
+  // A 24-px strip of column titles sits above the tiles.
   auto panel = segkd::data::read_image(dir_->file("panel.png"));
-  EXPECT_EQ(panel.height, 3 * (128 + 4) + 4);
+  EXPECT_EQ(panel.height, 24 + 3 * (128 + 4) + 4);
   EXPECT_EQ(panel.width, 4 * (160 + 4) + 4);
   segkd::data::H5Dataset val({dir_->file("val.h5")});
   const auto first = val.get(0);
   const auto& colour = val.info().palette[first.label[0]];
-  const int64_t gt_x = 4 + (160 + 4) + 1, gt_y = 4 + 1;  // inside the ground-truth tile of row 0
+  const int64_t gt_x = 4 + (160 + 4) + 1, gt_y = 24 + 4 + 1;  // inside the ground-truth tile of row 0
   for (int k = 0; k < 3; ++k) EXPECT_EQ(panel.pixels[(gt_y * panel.width + gt_x) * 3 + k], colour[k]);
+  for (int64_t col = 0; col < 4; ++col) {  // every column has a title: dark text pixels in the strip above it
+    int64_t dark = 0;
+    for (int64_t y = 0; y < 24; ++y) {
+      for (int64_t x = 4 + col * 164; x < (col + 1) * 164; ++x) dark += panel.pixels[(y * panel.width + x) * 3] < 100;
+    }
+    EXPECT_GT(dark, 10) << "no title above column " << col;
+  }
+  EXPECT_NE(report_out.find("columns: image | ground truth | kd | teacher"), std::string::npos) << report_out;
   EXPECT_NE(run_command(segkd_bin() + " report " + dir_->file("predict_in"), &report_out), 0);
   EXPECT_NE(report_out.find("no summary.json in"), std::string::npos) << report_out;
 

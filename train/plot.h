@@ -1,0 +1,36 @@
+#pragma once
+/// Pictures drawn with PLplot (Debian libplplot-dev, the pngcairo device of plplot-driver-cairo): line charts with
+/// bands for curves.png, and text strips (column titles) for the prediction panel.
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/image_io.h"
+
+namespace segkd::train {
+
+/// A series: a mean line and, when lo/hi are given (same length), the band between them.
+struct PlotSeries {
+  std::string label;           ///< legend text
+  std::vector<double> x, y;    ///< the line (one point is drawn as a marker)
+  std::vector<double> lo, hi;  ///< band around it, e.g. min and max over seeds (empty = no band)
+};
+
+/// One chart of a picture.
+struct PlotChart {
+  std::string title, x_label, y_label;
+  std::vector<PlotSeries> series;
+  bool legend_top = true;  ///< legend in the upper right corner (else lower right), where curves rarely are
+};
+
+/// Writes `charts` side by side into the PNG `out` (`width` x `height` pixels), white background, black axes, one
+/// colour per series index (the same index has the same colour in every chart). Throws Error when PLplot has no
+/// pngcairo device (install plplot-driver-cairo) or a chart has no point.
+void plot_charts(const std::vector<PlotChart>& charts, const std::string& out, int64_t width, int64_t height);
+
+/// Draws `titles` as black text on white, each centred at its x pixel position, into an RGB strip `width` x `height`
+/// pixels and returns it.
+data::Image text_strip(int64_t width, int64_t height, const std::vector<std::pair<int64_t, std::string>>& titles);
+
+}  // namespace segkd::train
