@@ -310,7 +310,7 @@ std::vector<TableRow> aggregate(const std::vector<RunRecord>& runs, const TableO
     for (auto& [k, v] : cost) {
       const double share = mean(v) / row.iteration_ms;
       row.cost_share.emplace_back(k, share);
-      // The teacher's phases may nest (teacher_wait includes an inline teacher_forward): the largest, not the sum.
+      // The teacher's phases may nest (a key that includes another, e.g. an older teacher_wait and teacher_forward): the largest, not the sum.
       if (k.find("teacher") != std::string::npos) row.teacher_share = std::max(row.teacher_share, share);
     }
     std::stable_sort(row.cost_share.begin(), row.cost_share.end(),

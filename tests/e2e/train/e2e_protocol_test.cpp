@@ -137,7 +137,7 @@ TEST_F(Protocol, CompareTwoMethodsTwoSeedsSurvivesARestartAndTabulatesMeanAndStd
   EXPECT_EQ(lines_starting(md, "| "), 3) << md;  // header and two rows
   EXPECT_EQ(count(md, " ± "), 4) << md;          // the header's, two mIoU spreads and one difference's
   EXPECT_NE(md.find("| baseline |"), std::string::npos) << md;
-  EXPECT_NE(md.find("teacher_wait"), std::string::npos) << md;
+  EXPECT_NE(md.find("teacher_forward"), std::string::npos) << md;  // the trainer's phase name
   const auto csv = read_text(dir_->file("cmp/compare.csv"));
   EXPECT_EQ(lines_starting(csv, "alone,3s,1,7;8,2,"), 1) << csv;
   EXPECT_EQ(lines_starting(csv, "logit,3s,1,7;8,2,"), 1) << csv;
