@@ -29,6 +29,9 @@ def main():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--port", type=int, default=29517)
+    p.add_argument("--phases", action="store_true",
+                   help="also print ms per phase (teacher forward, student forward, loss, backward incl. DDP "
+                        "all-reduce, optimizer), the same split as segkd's metrics.jsonl")
     a = p.parse_args()
 
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
@@ -50,23 +53,39 @@ def main():
     images = torch.randn(a.batch, 3, h, w, generator=g)
     labels = torch.randint(0, a.classes, (a.batch, h, w), generator=g)
 
+    phases = {k: 0.0 for k in ("teacher_forward", "student_forward", "loss", "backward", "optimizer")}
+    clock = [time.perf_counter()]
+
+    def mark(name):
+        now = time.perf_counter()
+        phases[name] += now - clock[0]
+        clock[0] = now
+
     def step():
+        clock[0] = time.perf_counter()
         with torch.no_grad():
             t_logits, _ = teacher(images)
+        mark("teacher_forward")
         logits, aux = model(images)
+        mark("student_forward")
         up = lambda x: F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)  # noqa: E731
         loss = F.cross_entropy(up(logits), labels, ignore_index=255) + 0.4 * F.cross_entropy(up(aux), labels, ignore_index=255)
         s = F.log_softmax(logits / a.tau, dim=1)
         t = F.softmax(t_logits / a.tau, dim=1)
         kd = (t * (torch.log(t + 1e-12) - s)).sum(1).mean() * a.tau ** 2
         loss = loss + kd
+        mark("loss")
         opt.zero_grad()
         loss.backward()
+        mark("backward")
         opt.step()
+        mark("optimizer")
 
     for _ in range(a.warmup):
         step()
     dist.barrier()
+    for k in phases:
+        phases[k] = 0.0
     t0 = time.perf_counter()
     for _ in range(a.iters):
         step()
@@ -74,6 +93,8 @@ def main():
     elapsed = time.perf_counter() - t0
     if rank == 0:
         print(f"pytorch_images_per_s {a.iters * a.batch * world / elapsed:.3f}")
+        if a.phases:
+            print("pytorch_ms_per_step " + " ".join(f"{k} {1000 * v / a.iters:.0f}" for k, v in phases.items()))
     dist.destroy_process_group()
 
 

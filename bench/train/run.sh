@@ -8,7 +8,7 @@
 #   pytorch           DDP (gloo) with its fp32 eval-mode teacher, plain BatchNorm (PyTorch's SyncBatchNorm is GPU-only)
 # segkd reads and augments real HDF5 samples; the peer uses pre-generated tensors. Each side's figure is images/s
 # after WARM iterations; printed: min / median / max over rounds and each segkd side's ratio to the peer (ratio of
-# medians, and the min / max of the per-round ratios).
+# medians, and the min / max of the per-round ratios), then each side's ms per step by phase.
 # Usage: bench/train/run.sh [BUILD_DIR] [ITERS=10] [ROUNDS=3] [CROP=128]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,16 +59,19 @@ interval = 0
 interval = $WARM
 TOML
   mpirun -n 2 --bind-to none "$BUILD/segkd" train "$W/bench.toml" > "$W/segkd.log" 2>&1 || { cat "$W/segkd.log" >&2; exit 1; }
-  /usr/bin/python3 bench/train/throughput.py "$dir/metrics.jsonl" "$WARM" 4
+  /usr/bin/python3 bench/train/throughput.py "$dir/metrics.jsonl" "$WARM" 4 "$W/phases.txt" "segkd-$1-sync_bn=$2"
 }
 
 pytorch_side() {
   mpirun -n 2 --bind-to none /usr/bin/python3 bench/train/pytorch_kd_step.py --crop "$CROP" "$CROP" \
-    --warmup $WARM --iters "$ITERS" | awk '/pytorch_images_per_s/ {print $2}'
+    --warmup $WARM --iters "$ITERS" --phases > "$W/pytorch.out"
+  awk '/pytorch_ms_per_step/ {$1 = "pytorch"; print}' "$W/pytorch.out" >> "$W/phases.txt"
+  awk '/pytorch_images_per_s/ {print $2}' "$W/pytorch.out"
 }
 
 sides=(segkd-fp32 segkd-int8 segkd-int8-sync pytorch)
 : > "$W/results.txt"
+: > "$W/phases.txt"
 for ((r = 0; r < ROUNDS; ++r)); do
   for ((k = 0; k < ${#sides[@]}; ++k)); do
     side=${sides[$(((k + r) % ${#sides[@]}))]}
@@ -98,4 +101,16 @@ for side in ["segkd-fp32", "segkd-int8", "segkd-int8-sync", "pytorch"]:
         line += (f"  | vs pytorch {statistics.median(v) / statistics.median(peer.values()):.2f}x"
                  f" (per round {min(per_round):.2f}-{max(per_round):.2f}x)")
     print(line)
+PY
+echo "ms per step by phase, median over rounds (segkd: metrics.jsonl; pytorch: the same split timed in the peer,"
+echo "its backward includes DDP's overlapped all-reduce)"
+/usr/bin/python3 - "$W/phases.txt" <<'PY'
+import statistics, sys
+by = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    for k, v in zip(f[1::2], f[2::2]):
+        by.setdefault(f[0], {}).setdefault(k, []).append(float(v))
+for side, phases in by.items():
+    print(f"{side:24s} " + "  ".join(f"{k} {statistics.median(v):.0f}" for k, v in phases.items()))
 PY
