@@ -19,24 +19,6 @@ namespace {
 
 std::atomic<unsigned> g_tmp_counter{0};
 
-/// Writes all of `data` to `fd`, retrying short writes and EINTR. Returns false with errno set on failure.
-bool write_all(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (n == 0) {
-      errno = ENOSPC;  // a regular file that accepts no byte is full
-      return false;
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 const char* errno_name(int err) {
   switch (err) {
     case ENOSPC: return "ENOSPC";
@@ -63,6 +45,24 @@ const char* errno_name(int err) {
 }
 
 }  // namespace
+
+bool write_fully(int fd, const void* data, size_t size) {
+  auto p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (n == 0) {
+      errno = ENOSPC;  // a regular file that accepts no byte is full
+      return false;
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
 
 std::string errno_reason(int err) {
   if (err == ENOSPC || err == EDQUOT) return str_cat("disk full (", errno_name(err), ")");
@@ -96,7 +96,7 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
   const std::string tmp = atomic_temp_name(path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) fail(path, "", "creating a temporary file to write", errno);
-  if (!write_all(fd, static_cast<const char*>(data), size) || ::fsync(fd) != 0) {
+  if (!write_fully(fd, data, size) || ::fsync(fd) != 0) {
     int err = errno;
     ::close(fd);
     fail(path, tmp, "writing", err);

@@ -21,6 +21,10 @@ std::string atomic_temp_name(const std::string& path);
 /// "disk full (ENOSPC)", "permission denied (EACCES)", ...: a readable reason for `err` with its symbolic name.
 std::string errno_reason(int err);
 
+/// Writes all `size` bytes at `data` to `fd`, retrying short writes and EINTR; a write that accepts no byte is
+/// reported as ENOSPC. Returns false with errno set on failure.
+bool write_fully(int fd, const void* data, size_t size);
+
 /// fsyncs directory `dir` so a rename or unlink in it is durable. Returns false (errno set) on failure.
 bool fsync_directory(const std::string& dir);
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 namespace fs = std::filesystem;
@@ -17,20 +18,6 @@ namespace segkd {
 namespace {
 
 std::string errno_text() { return std::strerror(errno); }
-
-/// Writes all of `data` to `fd`, retrying short writes and EINTR.
-bool write_all(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -44,7 +31,7 @@ void prepare_run_dir(const std::string& dir, const std::string& key) {
   const std::string probe = dir + "/.segkd-write-probe-" + std::to_string(::getpid());
   int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw ConfigError(key + ": cannot write to " + dir + ": " + errno_text());
-  bool ok = write_all(fd, "ok", 2);
+  bool ok = write_fully(fd, "ok", 2);
   int saved = errno;
   ::close(fd);
   ::unlink(probe.c_str());

@@ -60,22 +60,11 @@ std::string group_label(const Labels& group, const std::vector<std::string>& var
 
 RunCurves read_curves(const std::string& run_dir) {
   const auto path = (fs::path(run_dir) / "metrics.jsonl").string();
-  std::ifstream in(path);
-  if (!in) throw InputError(str_cat("no metrics.jsonl in ", run_dir));
+  if (!fs::is_regular_file(path)) throw InputError(str_cat("no metrics.jsonl in ", run_dir));
   Records train, eval;  // train: (train_s, ce); eval: (mIoU, unused)
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    json e;
-    try {
-      e = json::parse(line);
-    } catch (const json::exception& ex) {
-      throw InputError(str_cat(path, ":", line_no, ": not valid JSON: ", ex.what()));
-    }
+  for_each_metrics_event(path, [&](const json& e) {
     const auto kind = e.value("event", std::string());
-    if (!e.contains("iter") || !e["iter"].is_number_integer()) continue;
+    if (!e.contains("iter") || !e["iter"].is_number_integer()) return;
     const int64_t iter = e["iter"].get<int64_t>();
     if (kind == "train" && e.contains("train_s") && e["train_s"].is_number()) {
       const auto& loss = e.value("loss", json::object());
@@ -84,7 +73,7 @@ RunCurves read_curves(const std::string& run_dir) {
     } else if (kind == "eval" && e.contains("mIoU") && e["mIoU"].is_number()) {
       eval.add(iter, e["mIoU"].get<double>(), 0);
     }
-  }
+  });
   // Iteration -> training seconds: the logged windows, the start, and the end from summary.json.
   std::map<double, double> anchors{{0.0, 0.0}};
   for (size_t i = 0; i < train.iter.size(); ++i) anchors[static_cast<double>(train.iter[i])] = train.a[i];
@@ -187,8 +176,10 @@ void write_curves(const std::vector<std::string>& run_dirs, const std::string& o
     }
   }
   if (varying.empty()) varying = keys;
-  PlotChart miou{title + ": mIoU", "training time (s)", "validation mIoU (%)", {}, /*legend_top=*/false};
-  PlotChart loss{title + ": training loss", "training time (s)", "task cross-entropy", {}, /*legend_top=*/true};
+  PlotChart miou{title + ": mIoU", "training time (s)", "validation mIoU (%)", {}, /*legend_top=*/false,
+                 /*x_from_zero=*/true};
+  PlotChart loss{title + ": training loss", "training time (s)", "task cross-entropy", {}, /*legend_top=*/true,
+                 /*x_from_zero=*/true};
   for (auto& g : groups) {
     std::vector<std::vector<double>> mt, my, lt, ly;
     for (auto& c : curves[g]) {

@@ -94,7 +94,9 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
     for (double v : s.hi) yr.add(v);
   }
   if (!(xr.lo <= xr.hi) || !(yr.lo <= yr.hi)) throw InputError(str_cat("chart '", chart.title, "' has no finite point"));
-  const auto [x0, x1] = xr.padded();
+  if (chart.x_from_zero) xr.add(0.0);
+  auto [x0, x1] = xr.padded();
+  if (chart.x_from_zero && xr.lo >= 0) x0 = 0;
   const auto [y0, y1] = yr.padded();
   pls.adv(0);
   pls.schr(0, 0.8);  // the default size clips the axis labels at 700 x 560 pixels
@@ -180,7 +182,25 @@ data::Image text_strip(int64_t width, int64_t height, const std::vector<std::pai
     pls->wind(0, static_cast<PLFLT>(width), 0, static_cast<PLFLT>(height));
     pls->col0(1);
     pls->schr(0, 1.4);
-    for (auto& [x, text] : titles) pls->ptex(static_cast<PLFLT>(x), 0.3 * height, 1, 0, 0.5, text.c_str());
+    std::vector<std::pair<int64_t, std::vector<std::string>>> lines;
+    size_t most = 1;
+    for (auto& [x, text] : titles) {
+      lines.emplace_back(x, std::vector<std::string>{});
+      std::string::size_type start = 0, end;
+      do {
+        end = text.find('\n', start);
+        lines.back().second.push_back(text.substr(start, end == std::string::npos ? std::string::npos : end - start));
+        start = end + 1;
+      } while (end != std::string::npos);
+      most = std::max(most, lines.back().second.size());
+    }
+    const double line_h = static_cast<double>(height) / static_cast<double>(most);
+    for (auto& [x, parts] : lines) {
+      for (size_t k = 0; k < parts.size(); ++k) {
+        const double baseline = height - (static_cast<double>(k) + 0.7) * line_h;
+        pls->ptex(static_cast<PLFLT>(x), baseline, 1, 0, 0.5, parts[k].c_str());
+      }
+    }
   }  // plend1 writes the file
   auto strip = data::read_image(tmp);
   std::error_code ec;
@@ -189,6 +209,26 @@ data::Image text_strip(int64_t width, int64_t height, const std::vector<std::pai
     throw Error(str_cat("PLplot drew a ", strip.width, "x", strip.height, " strip, not ", width, "x", height));
   }
   return strip;
+}
+
+std::string wrap_title(const std::string& text, size_t max_chars) {
+  std::vector<std::string> parts;  // each ends with its separator
+  std::string::size_type start = 0;
+  while (start < text.size()) {
+    const auto cut = text.find_first_of("-_ ", start);
+    const auto end = cut == std::string::npos ? text.size() : cut + 1;
+    parts.push_back(text.substr(start, end - start));
+    start = end;
+  }
+  std::string out, line;
+  for (auto& part : parts) {
+    if (!line.empty() && line.size() + part.size() > max_chars) {
+      out += line + "\n";
+      line.clear();
+    }
+    line += part;
+  }
+  return out + line;
 }
 
 }  // namespace segkd::train

@@ -22,6 +22,7 @@ struct PlotChart {
   std::string title, x_label, y_label;
   std::vector<PlotSeries> series;
   bool legend_top = true;  ///< legend in the upper right corner (else lower right), where curves rarely are
+  bool x_from_zero = false;  ///< the x axis starts at 0 (training time), so runs that end together stay apart
 };
 
 /// Writes `charts` side by side into the PNG `out` (`width` x `height` pixels), white background, black axes, one
@@ -30,7 +31,12 @@ struct PlotChart {
 void plot_charts(const std::vector<PlotChart>& charts, const std::string& out, int64_t width, int64_t height);
 
 /// Draws `titles` as black text on white, each centred at its x pixel position, into an RGB strip `width` x `height`
-/// pixels and returns it.
+/// pixels and returns it. A title may hold several lines separated by '\n'; the strip's height is shared equally by
+/// the largest number of lines, from the top.
 data::Image text_strip(int64_t width, int64_t height, const std::vector<std::pair<int64_t, std::string>>& titles);
+
+/// `text` broken into lines of at most `max_chars` characters where possible, at '-', '_' or ' ' (kept at the end
+/// of the line), joined by '\n'; a single part longer than `max_chars` stays whole.
+std::string wrap_title(const std::string& text, size_t max_chars);
 
 }  // namespace segkd::train

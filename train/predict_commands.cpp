@@ -130,7 +130,16 @@ void write_panel(const std::vector<std::string>& run_dirs, const std::string& ou
     tile_w = std::max(tile_w, samples.back().width);
   }
   const int64_t zoom = std::max<int64_t>(1, 128 / std::max<int64_t>(1, std::min(tile_h, tile_w)));
-  const int64_t gap = 4, header = 24, cols = 2 + static_cast<int64_t>(runs.size());
+  const int64_t gap = 4, cols = 2 + static_cast<int64_t>(runs.size());
+  // Column titles are run names, wrapped at '-'/'_' to fit a column (about 8 pixels per character).
+  const size_t title_chars = static_cast<size_t>(std::max<int64_t>(8, tile_w * zoom / 8));
+  std::vector<std::string> run_titles;
+  int64_t title_lines = 1;
+  for (auto& run : runs) {
+    run_titles.push_back(wrap_title(run.first.run.name, title_chars));
+    title_lines = std::max<int64_t>(title_lines, 1 + std::count(run_titles.back().begin(), run_titles.back().end(), '\n'));
+  }
+  const int64_t header = 24 * title_lines;
   const int64_t width = cols * (tile_w * zoom + gap) + gap;
   data::Image panel{header + count * (tile_h * zoom + gap) + gap, width, 3, {}};
   panel.pixels.assign(static_cast<size_t>(panel.height * panel.width * 3), 255);
@@ -139,7 +148,7 @@ void write_panel(const std::vector<std::string>& run_dirs, const std::string& ou
                                                       {2 * gap + tile_w * zoom * 3 / 2, "ground truth"}};
   for (size_t r = 0; r < runs.size(); ++r) {
     const int64_t col = 2 + static_cast<int64_t>(r);
-    titles.emplace_back(gap + col * (tile_w * zoom + gap) + tile_w * zoom / 2, runs[r].first.run.name);
+    titles.emplace_back(gap + col * (tile_w * zoom + gap) + tile_w * zoom / 2, run_titles[r]);
   }
   const auto strip = text_strip(width, header, titles);
   std::copy(strip.pixels.begin(), strip.pixels.end(), panel.pixels.begin());

@@ -79,19 +79,8 @@ int64_t stop_after_runs() {
 std::map<std::string, double> mean_cost_ms(const fs::path& metrics) {
   std::map<std::string, double> sum;
   std::map<std::string, int64_t> count;
-  std::ifstream in(metrics);
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    json e;
-    try {
-      e = json::parse(line);
-    } catch (const json::exception& ex) {
-      throw InputError(str_cat(metrics.string(), ":", line_no, ": not valid JSON: ", ex.what()));
-    }
-    if (e.value("event", "") != "train") continue;
+  for_each_metrics_event(metrics.string(), [&](const json& e) {
+    if (e.value("event", "") != "train") return;
     auto add = [&](const std::string& key, const json& v) {
       if (!v.is_number()) return;
       sum[key] += v.get<double>();
@@ -103,7 +92,7 @@ std::map<std::string, double> mean_cost_ms(const fs::path& metrics) {
     for (auto& [k, v] : e.items()) {
       if (k.size() > 3 && k.compare(k.size() - 3, 3, "_ms") == 0) add(k.substr(0, k.size() - 3), v);
     }
-  }
+  });
   for (auto& [k, v] : sum) v /= static_cast<double>(count[k]);
   return sum;
 }
@@ -224,6 +213,23 @@ int64_t execute_plan(std::vector<PlannedRun>& plan, const std::string& root, con
     if (on_run_done) on_run_done();
   }
   return trained;
+}
+
+void for_each_metrics_event(const std::string& path, const std::function<void(const json&)>& fn) {
+  std::ifstream in(path);
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    json e;
+    try {
+      e = json::parse(line);
+    } catch (const json::exception& ex) {
+      throw InputError(str_cat(path, ":", line_no, ": not valid JSON: ", ex.what()));
+    }
+    fn(e);
+  }
 }
 
 RunRecord read_run(const std::string& dir) {

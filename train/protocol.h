@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +69,10 @@ struct RunRecord {
 
 /// Reads `dir`'s summary.json, point.json (optional) and metrics.jsonl. Throws InputError naming the file on bad input.
 RunRecord read_run(const std::string& dir);
+
+/// Calls `fn` with every event (one JSON object per non-empty line) of the metrics.jsonl at `path`, in order.
+/// Throws InputError naming the file and line of a line that is not valid JSON.
+void for_each_metrics_event(const std::string& path, const std::function<void(const nlohmann::json&)>& fn);
 
 /// Every finished run directly under `root` whose point.json has kind `kind` (a finished run: summary.json whose
 /// config_hash is the hash of the directory's config.toml), sorted by directory name.

@@ -190,7 +190,7 @@ int run_compare(const CompareArgs& a, const ProtocolArgs& p) {
     std::vector<std::string> dirs;
     for (auto& r : runs) dirs.push_back(r.dir);
     const auto curves = (fs::path(root) / "curves.png").string();
-    if (!dirs.empty()) write_curves(dirs, curves, "segkd compare: " + fs::path(root).filename().string());
+    if (!dirs.empty()) write_curves(dirs, curves, "segkd compare " + fs::path(root).lexically_normal().string());
     std::cout << "\n" << md << "trained " << trained << " run(s); written " << root << "/compare.csv, compare.md"
               << (dirs.empty() ? "" : " and curves.png") << "\n";
   }

@@ -196,6 +196,22 @@ TEST(Plot, TextStripDrawsTitlesWhereAsked) {
   EXPECT_EQ(dark_in(250, 400), 0);   // nothing far from it
 }
 
+TEST(Plot, LongTitlesWrapAtSeparatorsAndDrawOnTwoLines) {
+  EXPECT_EQ(wrap_title("logit_kd-2m-x1-s42", 12), "logit_kd-2m-\nx1-s42");
+  EXPECT_EQ(wrap_title("teacher", 12), "teacher");
+  EXPECT_EQ(wrap_title("averyveryverylongname", 8), "averyveryverylongname");  // one part stays whole
+  const auto strip = text_strip(400, 48, {{100, "ground truth\nground truth"}});
+  auto dark_rows = [&](int64_t y0, int64_t y1) {
+    int64_t n = 0;
+    for (int64_t y = y0; y < y1; ++y) {
+      for (int64_t x = 0; x < 400; ++x) n += strip.pixels[(y * 400 + x) * 3] < 128;
+    }
+    return n;
+  };
+  EXPECT_GT(dark_rows(0, 24), 20);   // the first line in the upper half
+  EXPECT_GT(dark_rows(24, 48), 20);  // the second in the lower half
+}
+
 TEST(TensorBoard, Crc32cHasTheStandardCheckValue) {
   EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
   const uint32_t crc = 0xE3069283u;
