@@ -136,60 +136,76 @@ inline bool inside(const Object& o, double x, double y) {
   }
 }
 
+/// The background ("stuff"): warped Voronoi cells, each with a class and a surface.
+struct Stuff {
+  std::vector<double> sx, sy, warp_x, warp_y;
+  std::vector<int64_t> cls;
+  std::vector<Surface> surface;
+
+  /// The cell under the (unwarped) point (x, y).
+  int cell_at(double x, double y) const {
+    int best = 0;
+    double best_d = 1e300;
+    for (size_t c = 0; c < sx.size(); ++c) {
+      const double dx = x - sx[c], dy = y - sy[c], d = dx * dx + dy * dy;
+      if (d < best_d) best_d = d, best = static_cast<int>(c);
+    }
+    return best;
+  }
+  /// The cell of pixel centre (fx, fy) in row y, column x, after the warp.
+  int warped_cell(double fx, double fy, int64_t y, int64_t x) const { return cell_at(fx + warp_x[y], fy + warp_y[x]); }
+};
+
+Stuff make_stuff(const Layout& L, Rng& rng, double g, double m, int64_t H, int64_t W) {
+  Stuff st;
+  const int cells = 3 + static_cast<int>(rng.below(4));
+  st.sx.resize(cells), st.sy.resize(cells), st.cls.resize(cells), st.surface.resize(cells);
+  for (int c = 0; c < cells; ++c) {
+    st.sx[c] = rng.uniform(0, W);
+    st.sy[c] = rng.uniform(0, H);
+    st.cls[c] = static_cast<int64_t>(rng.below(L.stuff));
+    st.surface[c] = random_surface(rng, L.stuff_texture(st.cls[c]), g * L.stuff_period(st.cls[c]), st.cls[c]);
+  }
+  const double amp = rng.uniform(0.03, 0.09) * m, wave = rng.uniform(0.25, 0.6) * m;
+  const double ph1 = rng.uniform(0, 2 * kPi), ph2 = rng.uniform(0, 2 * kPi);
+  st.warp_x.resize(H), st.warp_y.resize(W);
+  for (int64_t y = 0; y < H; ++y) st.warp_x[y] = amp * std::sin(2 * kPi * y / wave + ph1);
+  for (int64_t x = 0; x < W; ++x) st.warp_y[x] = amp * std::sin(2 * kPi * x / wave + ph2);
+  return st;
+}
+
+/// Objects, later ones occlude earlier ones; class from shape+texture and the stuff class under the centre.
+std::vector<Object> make_objects(const Layout& L, Rng& rng, const Stuff& st, double g, double m, int64_t H, int64_t W) {
+  std::vector<Object> objects;
+  if (L.objects <= 0) return objects;
+  const int count = 2 + static_cast<int>(rng.below(5));
+  for (int k = 0; k < count; ++k) {
+    Object o;
+    const int64_t b = static_cast<int64_t>(rng.below(L.base_types));
+    o.shape = L.object_shape(b);
+    o.cx = rng.uniform(0, W);
+    o.cy = rng.uniform(0, H);
+    o.r = m * rng.uniform(0.05, 0.2);
+    const double rot = rng.uniform(0, 2 * kPi);
+    o.cos_r = std::cos(rot);
+    o.sin_r = std::sin(rot);
+    const int64_t xi = std::clamp<int64_t>(static_cast<int64_t>(o.cx), 0, W - 1);
+    const int64_t yi = std::clamp<int64_t>(static_cast<int64_t>(o.cy), 0, H - 1);
+    const int64_t under = st.cls[st.warped_cell(o.cx, o.cy, yi, xi)];
+    o.cls = L.object_class(b, under);
+    const int64_t tc = L.object_texture_class(b);
+    o.surface = random_surface(rng, L.stuff_texture(tc), g * L.stuff_period(tc), L.stuff + b);
+    objects.push_back(o);
+  }
+  return objects;
+}
+
 Sample make_scene(const Layout& L, uint64_t seed, int64_t i, int64_t H, int64_t W) {
   Rng rng(hash_key(seed, static_cast<uint64_t>(i), 0x5e17));
   const double g = rng.uniform(0.9, 1.5);  // global texture scale: objects and textures at varied scales
   const double m = static_cast<double>(std::min(H, W));
-
-  // Stuff: warped Voronoi cells, each with a class and a surface.
-  const int cells = 3 + static_cast<int>(rng.below(4));
-  std::vector<double> sx(cells), sy(cells);
-  std::vector<int64_t> scls(cells);
-  std::vector<Surface> ssurf(cells);
-  for (int c = 0; c < cells; ++c) {
-    sx[c] = rng.uniform(0, W);
-    sy[c] = rng.uniform(0, H);
-    scls[c] = static_cast<int64_t>(rng.below(L.stuff));
-    ssurf[c] = random_surface(rng, L.stuff_texture(scls[c]), g * L.stuff_period(scls[c]), scls[c]);
-  }
-  const double amp = rng.uniform(0.03, 0.09) * m, wave = rng.uniform(0.25, 0.6) * m;
-  const double ph1 = rng.uniform(0, 2 * kPi), ph2 = rng.uniform(0, 2 * kPi);
-  std::vector<double> warp_x(H), warp_y(W);
-  for (int64_t y = 0; y < H; ++y) warp_x[y] = amp * std::sin(2 * kPi * y / wave + ph1);
-  for (int64_t x = 0; x < W; ++x) warp_y[x] = amp * std::sin(2 * kPi * x / wave + ph2);
-  auto cell_at = [&](double x, double y) {
-    int best = 0;
-    double best_d = 1e300;
-    for (int c = 0; c < cells; ++c) {
-      const double dx = x - sx[c], dy = y - sy[c], d = dx * dx + dy * dy;
-      if (d < best_d) best_d = d, best = c;
-    }
-    return best;
-  };
-
-  // Objects, later ones occlude earlier ones; class from shape+texture and the stuff class under the centre.
-  std::vector<Object> objects;
-  if (L.objects > 0) {
-    const int count = 2 + static_cast<int>(rng.below(5));
-    for (int k = 0; k < count; ++k) {
-      Object o;
-      const int64_t b = static_cast<int64_t>(rng.below(L.base_types));
-      o.shape = L.object_shape(b);
-      o.cx = rng.uniform(0, W);
-      o.cy = rng.uniform(0, H);
-      o.r = m * rng.uniform(0.05, 0.2);
-      const double rot = rng.uniform(0, 2 * kPi);
-      o.cos_r = std::cos(rot);
-      o.sin_r = std::sin(rot);
-      const int64_t xi = std::clamp<int64_t>(static_cast<int64_t>(o.cx), 0, W - 1);
-      const int64_t yi = std::clamp<int64_t>(static_cast<int64_t>(o.cy), 0, H - 1);
-      const int64_t under = scls[cell_at(o.cx + warp_x[yi], o.cy + warp_y[xi])];
-      o.cls = L.object_class(b, under);
-      const int64_t tc = L.object_texture_class(b);
-      o.surface = random_surface(rng, L.stuff_texture(tc), g * L.stuff_period(tc), L.stuff + b);
-      objects.push_back(o);
-    }
-  }
+  const Stuff stuff = make_stuff(L, rng, g, m, H, W);
+  const std::vector<Object> objects = make_objects(L, rng, stuff, g, m, H, W);
 
   // Illumination gradient and noise.
   const double gx = rng.uniform(-0.25, 0.25), gy = rng.uniform(-0.25, 0.25);
@@ -216,9 +232,9 @@ Sample make_scene(const Layout& L, uint64_t seed, int64_t i, int64_t H, int64_t 
           break;
         }
       if (!surf) {
-        const int c = cell_at(fx + warp_x[y], fy + warp_y[x]);
-        surf = &ssurf[c];
-        cls = scls[c];
+        const int c = stuff.warped_cell(fx, fy, y, x);
+        surf = &stuff.surface[c];
+        cls = stuff.cls[c];
       }
       float rgb[3];
       paint(*surf, fx, fy, rgb);

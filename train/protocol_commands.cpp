@@ -190,7 +190,12 @@ int run_compare(const CompareArgs& a, const ProtocolArgs& p) {
     std::vector<std::string> dirs;
     for (auto& r : runs) dirs.push_back(r.dir);
     const auto curves = (fs::path(root) / "curves.png").string();
-    if (!dirs.empty()) write_curves(dirs, curves, "segkd compare " + fs::path(root).lexically_normal().string());
+    if (!dirs.empty()) {
+      // The work directory as the user would name it: relative to the current directory when inside it.
+      auto shown = fs::path(root).lexically_normal().lexically_relative(fs::current_path());
+      if (shown.empty() || *shown.begin() == "..") shown = fs::path(root).lexically_normal();
+      write_curves(dirs, curves, "segkd compare " + shown.string());
+    }
     std::cout << "\n" << md << "trained " << trained << " run(s); written " << root << "/compare.csv, compare.md"
               << (dirs.empty() ? "" : " and curves.png") << "\n";
   }
