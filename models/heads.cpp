@@ -103,12 +103,64 @@ PSPHeadImpl::PSPHeadImpl(const HeadOptions& options, std::vector<int64_t> pool_s
 }
 
 torch::Tensor PSPHeadImpl::forward_feature(const torch::Tensor& x) {
+  if (!is_training() && bottleneck_->bn->is_folded() && !torch::GradMode::is_enabled() && !MacCounter::current()) {
+    return forward_feature_factored(x);
+  }
   std::vector<torch::Tensor> outs{x};
   for (size_t i = 0; i < scales_.size(); ++i) {
     auto pooled = torch::adaptive_avg_pool2d(x, {scales_[i], scales_[i]});
     outs.push_back(resize_bilinear(pool_convs_[i](pooled), x.size(2), x.size(3)));
   }
   return bottleneck_(torch::cat(outs, 1));
+}
+
+const PSPHeadImpl::Factored& PSPHeadImpl::factored(int64_t h, int64_t w) {
+  const auto& weight = bottleneck_->conv->weight;  // [out, in_x + k * channels, 3, 3]
+  if (factored_.h == h && factored_.w == w && factored_.weights == weight.data_ptr() &&
+      factored_.version == static_cast<int64_t>(weight._version())) {
+    return factored_;
+  }
+  torch::NoGradGuard no_grad;
+  Factored f{h, w, static_cast<int64_t>(weight._version()), weight.data_ptr(), {}, {}};
+  const int64_t out = weight.size(0), c = pool_convs_[0]->conv->weight.size(0);
+  const int64_t cx = weight.size(1) - static_cast<int64_t>(scales_.size()) * c;
+  std::vector<torch::Tensor> spreads;
+  for (size_t i = 0; i < scales_.size(); ++i) {
+    const int64_t s = scales_[i];
+    f.taps.push_back(weight.narrow(1, cx + static_cast<int64_t>(i) * c, c)
+                         .permute({2, 3, 0, 1})
+                         .reshape({9 * out, c, 1, 1})
+                         .contiguous());
+    // Row j of tap t: where small-map position j lands after upsampling to h x w and shifting by the tap.
+    auto up = resize_bilinear(torch::eye(s * s, weight.options()).view({s * s, 1, s, s}), h, w);
+    auto padded = torch::constant_pad_nd(up, {1, 1, 1, 1});
+    for (int64_t ky = 0; ky < 3; ++ky) {
+      for (int64_t kx = 0; kx < 3; ++kx) spreads.push_back(padded.narrow(2, ky, h).narrow(3, kx, w).reshape({s * s, h * w}));
+    }
+  }
+  f.spread = torch::cat(spreads, 0);
+  factored_ = std::move(f);
+  return factored_;
+}
+
+torch::Tensor PSPHeadImpl::forward_feature_factored(const torch::Tensor& x) {
+  // relu(conv3x3(cat(x, up(p_1), ..., up(p_k))) + b), padding 1, equals relu(conv3x3(x; W_x) + b
+  //   + sum_k sum_taps shift_tap(up(W_k,tap p_k))): each W_k,tap p_k is a 1x1 convolution on the small map p_k, and
+  // all the shifted upsamplings together are one matrix product with `spread`.
+  auto& conv = bottleneck_->conv;
+  const auto& weight = conv->weight;
+  const int64_t n = x.size(0), cx = x.size(1), h = x.size(2), w = x.size(3), out = weight.size(0);
+  const auto& f = factored(h, w);
+  auto y = torch::conv2d(x, weight.narrow(1, 0, cx), conv->bias, /*stride=*/1, /*padding=*/1);
+  std::vector<torch::Tensor> mixed;
+  for (size_t i = 0; i < scales_.size(); ++i) {
+    const int64_t s = scales_[i];
+    auto pooled = pool_convs_[i](torch::adaptive_avg_pool2d(x, {s, s}));
+    // [n, 9 * out, s, s] -> [n, out, 9 * s * s], tap-major like the rows of `spread`.
+    mixed.push_back(torch::conv2d(pooled, f.taps[i]).view({n, 9, out, s * s}).permute({0, 2, 1, 3}).reshape({n, out, 9 * s * s}));
+  }
+  y.add_(torch::matmul(torch::cat(mixed, 2), f.spread).view({n, out, h, w}));
+  return torch::relu_(y);
 }
 
 ASPPHeadImpl::ASPPHeadImpl(const HeadOptions& options, std::vector<int64_t> dilations) : DecodeHeadImpl(options) {

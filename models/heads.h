@@ -38,6 +38,12 @@ class DecodeHeadImpl : public torch::nn::Module {
 
 /// PSPHead: pyramid pooling at scales (1,2,3,6) (`psp_modules.K.1` ConvModules), upsampled and concatenated with
 /// the input, then a 3x3 `bottleneck` ConvModule.
+///
+/// A frozen teacher (BatchNorm folded, eval mode, no autograd) takes a cheaper, mathematically identical route through
+/// the bottleneck: a 3x3 convolution of an upsampled pooled map equals the sum over its nine taps of the shifted,
+/// upsampled product of that tap's weights with the small map (channel mixing commutes with bilinear upsampling and
+/// with shifting), so the pooled channels are mixed at 1x1..6x6 instead of at the full map. For PSPNet-R101 that
+/// halves the bottleneck's multiply-accumulates; the outputs agree with the direct route to float rounding.
 class PSPHeadImpl : public DecodeHeadImpl {
  public:
   explicit PSPHeadImpl(const HeadOptions& options, std::vector<int64_t> pool_scales = {1, 2, 3, 6});
@@ -46,6 +52,17 @@ class PSPHeadImpl : public DecodeHeadImpl {
   const std::vector<int64_t>& pool_scales() const { return scales_; }
 
  private:
+  torch::Tensor forward_feature_factored(const torch::Tensor& x);
+  /// The factored route's constants for one feature-map size, derived from the frozen weights (rebuilt when the
+  /// size, the weights or their version change; the teacher runs on one thread at a time).
+  struct Factored {
+    int64_t h = -1, w = -1, version = -1;
+    const void* weights = nullptr;
+    std::vector<torch::Tensor> taps;  ///< per branch: its bottleneck weights as nine stacked 1x1 convolutions
+    torch::Tensor spread;             ///< [sum over branches of 9 * scale^2, h * w]: shifted bilinear upsampling
+  };
+  const Factored& factored(int64_t h, int64_t w);
+  Factored factored_;
   std::vector<int64_t> scales_;
   std::vector<ConvModule> pool_convs_;
   ConvModule bottleneck_{nullptr};

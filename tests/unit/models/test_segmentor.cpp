@@ -287,6 +287,34 @@ TEST_F(ModelsTest, FoldedTeacherMatchesEvalModel) {
   }
 }
 
+// The frozen PSP teacher takes the factored bottleneck route (no autograd); with autograd on, the same model takes the
+// direct one. They must agree at every feature-map size (smaller and larger than the largest pool) and after the
+// weights change (the factored constants are rebuilt).
+TEST_F(ModelsTest, FactoredPspBottleneckMatchesTheDirectConvolution) {
+  Segmentor model(config("pspnet", "resnet18_v1c"), 7);
+  randomize_norms(*model);
+  prepare_teacher(model, /*fold_bn=*/true);
+  auto compare = [&](const torch::Tensor& images) {
+    OutputRequest request;
+    request.features = {"head"};
+    const auto direct = model->forward(images, request);  // grad mode on: the direct route
+    ASSERT_TRUE(torch::GradMode::is_enabled());
+    torch::NoGradGuard no_grad;
+    const auto factored = model->forward(images, request);
+    const double scale = direct.features.at("head").abs().max().item<double>();
+    ASSERT_GT(scale, 0);
+    EXPECT_TRUE(tensors_close(factored.features.at("head"), direct.features.at("head"), 1e-4, 1e-5 * scale));
+    EXPECT_TRUE(tensors_close(factored.logits, direct.logits, 1e-4, 1e-5 * direct.logits.abs().max().item<double>()));
+  };
+  compare(torch::randn({2, 3, 96, 128}));  // 12 x 16 feature map
+  compare(torch::randn({1, 3, 33, 45}));   // 5 x 6: smaller than the 6 x 6 pool
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.mul_(1.5);
+  }
+  compare(torch::randn({2, 3, 96, 128}));  // same size, new weights
+}
+
 TEST_F(ModelsTest, TeacherWithoutFoldingIsFrozenEval) {
   Segmentor model(config("pspnet", "resnet18_v1c"), 7);
   prepare_teacher(model, /*fold_bn=*/false);
