@@ -200,18 +200,18 @@ void check_nonempty(const std::vector<Pair>& pairs, const std::string& split, co
     throw InputError(str_cat("split '", split, "' is empty: no images found in '", where.string(), "'"));
 }
 
-std::vector<Pair> list_cityscapes(const fs::path& root, const std::string& split) {
-  const fs::path img_dir = root / "leftImg8bit" / split, lbl_dir = root / "gtFine" / split;
-  require_dir(img_dir, split);
+/// Pairs each regular file of `files` that `label_of(path, stem, label)` accepts with its label file; images whose
+/// label is missing are one error listing them all; an empty result is an error naming the split.
+template <class Files, class LabelOf>
+std::vector<Pair> pair_images(Files files, const fs::path& img_dir, const fs::path& lbl_dir, const std::string& split,
+                              LabelOf label_of) {
   std::vector<Pair> pairs;
   std::vector<std::string> missing;
-  const std::string suffix = "_leftImg8bit.png";
-  for (const auto& entry : fs::recursive_directory_iterator(img_dir)) {
-    const std::string file = entry.path().filename().string();
-    if (!entry.is_regular_file() || !ends_with(file, suffix)) continue;
-    const std::string stem = file.substr(0, file.size() - suffix.size());
-    const fs::path rel = fs::relative(entry.path().parent_path(), img_dir);
-    const fs::path label = lbl_dir / rel / (stem + "_gtFine_labelIds.png");
+  for (const auto& entry : files) {
+    if (!entry.is_regular_file()) continue;
+    std::string stem;
+    fs::path label;
+    if (!label_of(entry.path(), stem, label)) continue;
     if (!fs::exists(label)) {
       missing.push_back(entry.path().string());
       continue;
@@ -224,27 +224,31 @@ std::vector<Pair> list_cityscapes(const fs::path& root, const std::string& split
   return pairs;
 }
 
+std::vector<Pair> list_cityscapes(const fs::path& root, const std::string& split) {
+  const fs::path img_dir = root / "leftImg8bit" / split, lbl_dir = root / "gtFine" / split;
+  require_dir(img_dir, split);
+  const std::string suffix = "_leftImg8bit.png";
+  return pair_images(fs::recursive_directory_iterator(img_dir), img_dir, lbl_dir, split,
+                     [&](const fs::path& image, std::string& stem, fs::path& label) {
+                       const std::string file = image.filename().string();
+                       if (!ends_with(file, suffix)) return false;
+                       stem = file.substr(0, file.size() - suffix.size());
+                       label = lbl_dir / fs::relative(image.parent_path(), img_dir) / (stem + "_gtFine_labelIds.png");
+                       return true;
+                     });
+}
+
 std::vector<Pair> list_by_stem(const fs::path& img_dir, const fs::path& lbl_dir, const std::string& split,
                                const std::vector<std::string>& image_exts) {
   require_dir(img_dir, split);
-  std::vector<Pair> pairs;
-  std::vector<std::string> missing;
-  for (const auto& entry : fs::directory_iterator(img_dir)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string ext = lower(entry.path().extension().string());
-    if (std::find(image_exts.begin(), image_exts.end(), ext) == image_exts.end()) continue;
-    const std::string stem = entry.path().stem().string();
-    const fs::path label = lbl_dir / (stem + ".png");
-    if (!fs::exists(label)) {
-      missing.push_back(entry.path().string());
-      continue;
-    }
-    pairs.push_back({stem, entry.path().string(), label.string()});
-  }
-  std::sort(missing.begin(), missing.end());
-  if (!missing.empty()) throw_missing_labels(missing, lbl_dir);
-  check_nonempty(pairs, split, img_dir);
-  return pairs;
+  return pair_images(fs::directory_iterator(img_dir), img_dir, lbl_dir, split,
+                     [&](const fs::path& image, std::string& stem, fs::path& label) {
+                       const std::string ext = lower(image.extension().string());
+                       if (std::find(image_exts.begin(), image_exts.end(), ext) == image_exts.end()) return false;
+                       stem = image.stem().string();
+                       label = lbl_dir / (stem + ".png");
+                       return true;
+                     });
 }
 
 std::vector<Pair> list_ade20k(fs::path root, const std::string& split) {
