@@ -5,6 +5,8 @@
 /// `SEGKD_CHECK(cond, ...)` throws `segkd::Error` with the streamed message parts; the backend-specific
 /// `SEGKD_MPI_CHECK` / `SEGKD_NCCL_CHECK` / `SEGKD_CUDA_CHECK` live in distributed/ and forward to
 /// `throw_located()` so the message carries file, line, rank and hostname.
+#include <cstdint>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -57,6 +59,22 @@ std::string str_cat(const Args&... args) {
 int error_context_rank();
 void set_error_context_rank(int rank);
 const std::string& error_context_host();
+
+/// One line for any exception: a segkd::Error's message; LibTorch's c10::Error without the C++ stack trace its
+/// what() carries (its first line); out_of_memory_message() for a failed allocation. What every top-level handler
+/// prints.
+std::string one_line_what(const std::exception& e);
+
+/// When `e` reports a failed memory allocation (std::bad_alloc, c10::OutOfMemoryError, LibTorch's CPU allocator
+/// "can't allocate memory"), the bytes requested if the message names them, otherwise 0; nullopt for any other error.
+std::optional<int64_t> out_of_memory_request(const std::exception& e);
+
+/// "N bytes" as "1.50 GiB", "12.0 MiB", "512 bytes".
+std::string format_bytes(int64_t bytes);
+
+/// The one-line error for an allocation that failed: "out of memory allocating 1.50 GiB" (or "out of memory" when
+/// the size is unknown) followed by `context`, e.g. " with data.crop = [...]".
+std::string out_of_memory_message(int64_t requested, const std::string& context);
 
 /// Throws `segkd::DistributedError` whose message is "<what> (rank R on HOST, FILE:LINE)".
 [[noreturn]] void throw_located(const char* file, int line, const std::string& what);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -95,13 +96,17 @@ int64_t read_int_attr(hid_t file, const char* name, const std::string& path) {
   return v;
 }
 
-/// Reads a 1-D string array (variable- or fixed-length) from a dataset or attribute.
-std::vector<std::string> read_strings(hid_t obj, bool is_attr, const std::string& what, const std::string& path) {
+/// Reads a 1-D string array (variable- or fixed-length) from a dataset or attribute of at most `max_count` strings
+/// (a damaged file may claim any extent: found by fuzz_h5, tests/fuzz/corpus/h5/bad_names_extent_huge.h5).
+std::vector<std::string> read_strings(hid_t obj, bool is_attr, const std::string& what, const std::string& path,
+                                      int64_t max_count) {
   Id type(is_attr ? H5Aget_type(obj) : H5Dget_type(obj));
   Id space(is_attr ? H5Aget_space(obj) : H5Dget_space(obj));
   if (H5Tget_class(type.get()) != H5T_STRING)
     throw InputError(str_cat("dataset '", path, "': ", what, " must hold strings"));
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  if (n > max_count)
+    throw InputError(str_cat("dataset '", path, "': ", what, " holds ", n, " strings, expected at most ", max_count));
   std::vector<std::string> out(std::max<hssize_t>(n, 0));
   if (n <= 0) return out;
   if (H5Tis_variable_str(type.get()) > 0) {
@@ -218,7 +223,7 @@ H5Dataset::H5Dataset(const std::vector<std::string>& shard_patterns) {
       throw InputError(str_cat("dataset '", path, "': num_classes ", info.num_classes, " outside [1, 256]"));
     if (H5Aexists(f, "class_names") > 0) {
       Id attr(H5Aopen(f, "class_names", H5P_DEFAULT));
-      info.class_names = read_strings(attr.get(), true, "attribute 'class_names'", path);
+      info.class_names = read_strings(attr.get(), true, "attribute 'class_names'", path, info.num_classes);
     }
     if (static_cast<int64_t>(info.class_names.size()) != info.num_classes)
       throw InputError(str_cat("dataset '", path, "': class_names has ", info.class_names.size(),
@@ -250,10 +255,17 @@ H5Dataset::H5Dataset(const std::vector<std::string>& shard_patterns) {
     if (idims.size() != 2 || idims[1] != 4)
       throw InputError(str_cat("dataset '", path, "': /index must be int64 [N,4]"));
     const int64_t n = static_cast<int64_t>(idims[0]);
+    // A damaged extent must not become a huge allocation: each row is 32 bytes, and even compressed the rows
+    // cannot take fewer bytes of file than 1/1024 of that.
+    std::error_code size_error;
+    const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(path, size_error));
+    if (n < 0 || (!size_error && n / 1024 > file_bytes / 32 + 1))
+      throw InputError(str_cat("dataset '", path, "': /index claims ", n, " rows, more than a ", file_bytes,
+                               "-byte file can hold"));
     shard->index.resize(n);
     if (n > 0 && H5Dread(index.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, shard->index.data()) < 0)
       throw InputError(str_cat("dataset '", path, "': cannot read /index"));
-    shard->names = read_strings(names.get(), false, "/names", path);
+    shard->names = read_strings(names.get(), false, "/names", path, n);
     if (static_cast<int64_t>(shard->names.size()) != n)
       throw InputError(str_cat("dataset '", path, "': /names has ", shard->names.size(), " entries, /index ", n));
     const auto image_dims = dims_of(shard->images.get());

@@ -55,6 +55,7 @@ Batch TrainLoader::build(int64_t iteration) const {
       augment_into(s, aug_, seed_, epoch, index, img + j * 3 * h * w, lbl + j * h * w);
       b.names.push_back(std::move(s.name));
     } catch (const std::exception& e) {
+      if (out_of_memory_request(e)) throw;  // not the sample's fault: train() names the crop and batch
       throw InputError(str_cat("data loader: sample '", ds_->name(index), "' (index ", index, ", batch ",
                                iteration, "): ", e.what()));
     }

@@ -281,9 +281,19 @@ void synthesize(const SynthOptions& o) {
   }
   if (o.classes < 2 || o.classes > 255) throw ConfigError(str_cat("synth: --classes must be in [2, 255], got ", o.classes));
   const Layout L(o.classes);
-  detail::write_parallel(
-      o.num, o.workers, [&](int64_t i) { return make_scene(L, o.seed, i, o.height, o.width); }, {o.out},
-      synth_info(o.classes), o.compression, o.progress, "synth");
+  try {
+    detail::write_parallel(
+        o.num, o.workers, [&](int64_t i) { return make_scene(L, o.seed, i, o.height, o.width); }, {o.out},
+        synth_info(o.classes), o.compression, o.progress, "synth");
+  } catch (const std::exception& e) {
+    const auto requested = out_of_memory_request(e);
+    if (!requested) throw;
+    // write_parallel has removed the partial file; each worker builds whole scenes in memory.
+    throw Error(out_of_memory_message(*requested, str_cat(" generating ", o.height, "x", o.width, " scenes on ",
+                                                          o.workers, " worker(s) (synth --size ", o.height, "x",
+                                                          o.width, " --workers ", o.workers,
+                                                          "): use a smaller --size or fewer --workers")));
+  }
 }
 
 }  // namespace segkd::data

@@ -141,7 +141,7 @@ int run_guarded(const std::function<int()>& body) {
     return body();
   } catch (const std::exception& e) {
     const Topology& t = topology();
-    std::fprintf(stderr, "segkd: error on rank %d (%s): %s\n", t.rank, t.host.c_str(), e.what());
+    std::fprintf(stderr, "segkd: error on rank %d (%s): %s\n", t.rank, t.host.c_str(), one_line_what(e).c_str());
     std::fflush(stderr);
     if (t.size > 1) abort_job(1, "an exception ended rank " + std::to_string(t.rank));
     return 1;

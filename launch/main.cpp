@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
       try {
         return cmd.run();
       } catch (const std::exception& e) {
-        std::cerr << "segkd: error: " << e.what() << "\n";
+        std::cerr << "segkd: error: " << segkd::one_line_what(e) << "\n";
         return 1;
       }
     }

@@ -44,19 +44,7 @@ int run_train(const ConfigArgs& c, const std::string& work_dir, const std::strin
   TrainOptions options;
   options.resume = resume;
   options.overwrite = overwrite;
-  try {
-    train(cfg, options);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    what = what.substr(0, what.find('\n'));
-    if (what.find("can't allocate memory") == std::string::npos) throw;
-    throw Error(str_cat("out of memory (", what.substr(what.find("can't allocate")), ") with data.crop = [",
-                        cfg.data.crop[0], ", ", cfg.data.crop[1], "] and data.batch_per_rank = ",
-                        cfg.data.batch_per_rank, ": lower them"));
-  } catch (const std::bad_alloc&) {
-    throw Error(str_cat("out of memory with data.crop = [", cfg.data.crop[0], ", ", cfg.data.crop[1],
-                        "] and data.batch_per_rank = ", cfg.data.batch_per_rank, ": lower them"));
-  }
+  train(cfg, options);  // an out-of-memory error names data.crop and data.batch_per_rank (train())
   return 0;
 }
 

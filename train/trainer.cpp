@@ -681,6 +681,20 @@ TrainSummary Trainer::finish() {
   return summary_;
 }
 
-TrainSummary train(const Config& cfg, const TrainOptions& options) { return Trainer(cfg, options).run(); }
+TrainSummary train(const Config& cfg, const TrainOptions& options) {
+  try {
+    return Trainer(cfg, options).run();
+  } catch (const std::exception& e) {
+    // A failed allocation is almost always the crop or batch (or the model at that size): name them, one line,
+    // on the rank it happened on (run_guarded then ends every rank).
+    const auto requested = out_of_memory_request(e);
+    if (!requested) throw;
+    throw Error(out_of_memory_message(
+        *requested, str_cat(" with data.crop = [", cfg.data.crop[0], ", ", cfg.data.crop[1],
+                            "] and data.batch_per_rank = ", cfg.data.batch_per_rank, " (student ", cfg.student.arch,
+                            "-", cfg.student.backbone, cfg.teacher ? ", with a teacher" : "",
+                            "): lower data.crop or data.batch_per_rank")));
+  }
+}
 
 }  // namespace segkd::train

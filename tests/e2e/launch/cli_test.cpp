@@ -131,7 +131,7 @@ TEST(LaunchScripts, ParseAndTheirDryRunPrintsTheLauncherLine) {
   write_text(dir.file("hosts"), "node1 slots=4\nnode2 slots=4\n");
   EXPECT_EQ(dry_run("SEGKD=segkd OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2", "launch/mpirun.sh",
                     "--hostfile " + dir.file("hosts") + " 8 compare a.toml"),
-            "mpirun -n 8 --bind-to none --hostfile " + dir.file("hosts") +
+            "mpirun -n 8 --bind-to none --mca odls_base_sigkill_timeout 20 --hostfile " + dir.file("hosts") +
                 " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS segkd compare a.toml\n");
   // Submitted without --array: a one-line error, no srun.
   std::string out;

@@ -275,40 +275,72 @@ TEST_F(E2E, RunDirectoryIsOwnedByOneRunAndResumeListsConfigChanges) {
   EXPECT_EQ(read_text(run + "/checkpoints/latest"), "iter_1.ckpt\n");
 }
 
-TEST_F(E2E, SigtermToOneRankStopsEveryRankWithACheckpoint) {
-  auto cfg = write_config("signalled", config("signalled", "", 100000));
-  const std::string run = dir_->file("runs/signalled");
-  // Start a 2-rank job, wait (blocking on the log, no sleep) until iteration 2 is logged, then SIGTERM rank 0 only
-  // (its pid is in run.lock): rank 1 learns of it through the step-boundary agreement.
-  const std::string script = dir_->file("signal.sh");
-  write_text(script, "set -u\n" + mpirun(2) + segkd_bin() + " train " + cfg + " --set checkpoint.interval=1000" +
-                         " > " + dir_->file("signal.out") + " 2>&1 &\n"
+/// Starts a 2-rank training job, waits (blocking on the log, no sleep) until iteration 2 is logged, sends `signal`
+/// to rank 0 only (its pid is in run.lock; rank 1 learns of it through the step-boundary agreement) or, with
+/// `to_mpirun`, to the launcher: `launch/mpirun.sh`, which execs mpirun with odls_base_sigkill_timeout set (the
+/// documented way; Open MPI's default of 1 s kills the ranks before they can write a checkpoint). Checks that every
+/// rank stops at the same iteration with a complete checkpoint, a message and a non-zero exit, within `limit_s`.
+void expect_signal_stops_with_checkpoint(segkd::testing::TempDir& dir, const std::string& name,
+                                         const std::string& cfg, const std::string& signal, bool to_mpirun,
+                                         double limit_s) {
+  const std::string run = dir.file("runs/" + name);
+  const std::string launcher =
+      to_mpirun ? "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 SEGKD=" + segkd_bin() + " SEGKD_SIGKILL_TIMEOUT=10 " +
+                      segkd::testing::source_dir() + "/launch/mpirun.sh 2 "
+                : mpirun(2) + segkd_bin() + " ";
+  const std::string target = to_mpirun ? "$job" : "$(sed -n 's/.* pid \\([0-9]*\\).*/\\1/p' " + run + "/run.lock)";
+  const std::string script = dir.file(name + ".sh");
+  write_text(script, "set -u\n" + launcher + "train " + cfg + " --set checkpoint.interval=1000" + " > " +
+                         dir.file(name + ".out") + " 2>&1 &\n"
                          "job=$!\n"
                          "mkdir -p " + run + " && touch " + run + "/log.txt\n"
                          "timeout 600 tail -F -n +1 --pid=$job " + run + "/log.txt | grep -q -m1 'iter 2/'\n"
-                         "kill -TERM $(sed -n 's/.* pid \\([0-9]*\\).*/\\1/p' " + run + "/run.lock)\n"
+                         "t0=$(date +%s.%N)\n"
+                         "kill -" + signal + " " + target + "\n"
                          "wait $job\n"
-                         "echo \"exit status $?\"\n");
+                         "echo \"exit status $?\"\n"
+                         "echo \"seconds after the signal $(echo \"$(date +%s.%N) - $t0\" | bc)\"\n");
   std::string out;
   ASSERT_EQ(run_command("bash " + script, &out), 0) << out;
-  const std::string log = read_text(dir_->file("signal.out"));
+  const std::string log = read_text(dir.file(name + ".out"));
   EXPECT_EQ(out.find("exit status 0"), std::string::npos) << out << log;
   EXPECT_NE(out.find("exit status"), std::string::npos) << out << log;
-  EXPECT_NE(log.find("stopped by SIGTERM at iteration"), std::string::npos) << log;
+  const auto at = out.find("seconds after the signal ");
+  ASSERT_NE(at, std::string::npos) << out;
+  EXPECT_LT(std::stod(out.substr(at + 25)), limit_s) << out << log;
+  const std::string stopped = "stopped by SIG" + signal + " at iteration";
+  EXPECT_NE(log.find(stopped), std::string::npos) << log;
   const std::string rank1 = read_text(run + "/log.rank1.txt");
-  EXPECT_NE(rank1.find("stopped by SIGTERM at iteration"), std::string::npos) << rank1;
+  EXPECT_NE(rank1.find(stopped), std::string::npos) << rank1;
   auto latest = segkd::train::find_latest_checkpoint(run);
   ASSERT_TRUE(latest.has_value()) << log;
-  const auto meta = segkd::train::read_checkpoint_meta(*latest);
+  const auto meta = segkd::train::read_checkpoint_meta(*latest);  // verifies the CRC trailer: complete
   EXPECT_GE(meta.iteration, 2);
-  EXPECT_NE(log.find("stopped by SIGTERM at iteration " + std::to_string(meta.iteration) + "; checkpoint " + *latest +
-                     " written"),
+  EXPECT_NE(log.find(stopped + " " + std::to_string(meta.iteration) + "; checkpoint " + *latest + " written"),
             std::string::npos)
       << log;
   EXPECT_FALSE(fs::exists(run + "/summary.json"));
-  for (const auto& name : segkd::testing::list_dir(run + "/checkpoints")) {
-    EXPECT_EQ(name.find(".tmp"), std::string::npos) << name;
+  EXPECT_FALSE(fs::exists(run + "/run.lock")) << "rank 0 did not exit cleanly";
+  for (const auto& file : segkd::testing::list_dir(run + "/checkpoints")) {
+    EXPECT_EQ(file.find(".tmp"), std::string::npos) << file;
   }
+}
+
+TEST_F(E2E, SigtermToOneRankStopsEveryRankWithACheckpoint) {
+  auto cfg = write_config("signalled", config("signalled", "", 100000));
+  expect_signal_stops_with_checkpoint(*dir_, "signalled", cfg, "TERM", false, 30);
+}
+
+TEST_F(E2E, SigintToOneRankStopsEveryRankWithACheckpoint) {
+  auto cfg = write_config("interrupted", config("interrupted", "", 100000));
+  expect_signal_stops_with_checkpoint(*dir_, "interrupted", cfg, "INT", false, 30);
+}
+
+TEST_F(E2E, SigtermToMpirunStopsEveryRankWithACheckpoint) {
+  // launch/mpirun.sh sets odls_base_sigkill_timeout (here 10 s): mpirun sends SIGTERM to the ranks 10 s after it
+  // got its own, and SIGKILL 10 s later. Without it (Open MPI's 1 s) the ranks die before the checkpoint is written.
+  auto cfg = write_config("mpirun_signalled", config("mpirun_signalled", "", 100000));
+  expect_signal_stops_with_checkpoint(*dir_, "mpirun_signalled", cfg, "TERM", true, 40);
 }
 
 TEST_F(E2E, KilledAndResumedRunEndsWithIdenticalWeights) {
@@ -439,6 +471,55 @@ TEST_F(E2E, NonFiniteLossStopsNamingIterationAndTerm) {
   EXPECT_NE(out.find("non-finite loss in 3 steps in a row (iterations 2-4, loss.max_skipped_steps = 3)"),
             std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir_->file("runs/nan/summary.json")));
+}
+
+TEST_F(E2E, OutOfMemoryIsAOneLineErrorNamingCropAndBatch) {
+  // ulimit -v caps every process's address space at 8 GiB, so the allocation fails at once, never touching RAM.
+  auto cfg = write_config("oom", config("oom", ""));
+  std::string out;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_NE(run_command("ulimit -v 8000000 && " + mpirun(2) + segkd_bin() + " train " + cfg +
+                            " --set 'data.crop=[20000, 20000]' --set data.batch_per_rank=64",
+                        &out),
+            0)
+      << out;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60);
+  EXPECT_NE(out.find("segkd: error on rank 0 (" ), std::string::npos) << out;
+  const std::string expected = "with data.crop = [20000, 20000] and data.batch_per_rank = 64 (student pspnet-resnet18_v1c)"
+                               ": lower data.crop or data.batch_per_rank";
+  // Every rank that reports, reports the one line: the size asked for and the keys to change; no stack trace.
+  std::istringstream lines(out);
+  std::string line;
+  int errors = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("segkd: error on rank", 0) != 0) continue;
+    ++errors;
+    EXPECT_NE(line.find(": out of memory allocating "), std::string::npos) << line;
+    EXPECT_NE(line.find(" GiB " + expected), std::string::npos) << line;
+  }
+  EXPECT_GE(errors, 1) << out;
+  EXPECT_EQ(out.find("Exception raised from"), std::string::npos) << out;
+  EXPECT_EQ(out.find("frame #"), std::string::npos) << out;
+}
+
+TEST_F(E2E, SynthOutOfMemoryIsAOneLineErrorNamingTheSizeAndLeavesNoFile) {
+  // Two 16384x16384 scenes in flight need far more than the 3 GiB this process may map.
+  std::string out;
+  const std::string file = dir_->file("huge.h5");
+  EXPECT_NE(run_command("ulimit -v 3000000 && " + segkd_bin() + " synth --out " + file +
+                            " --num 2 --size 16384x16384 --workers 2",
+                        &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("segkd: error: out of memory"), std::string::npos) << out;
+  EXPECT_NE(out.find("generating 16384x16384 scenes on 2 worker(s) (synth --size 16384x16384 --workers 2): use a "
+                     "smaller --size or fewer --workers"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("std::bad_alloc"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Exception raised from"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(file));
+  EXPECT_FALSE(fs::exists(file + ".partial"));
 }
 
 struct BadInput {

@@ -162,3 +162,33 @@ TEST(WriteFileAtomic, ErrnoReasonNamesTheSymbol) {
 
 }  // namespace
 }  // namespace segkd
+
+// ---- one-line errors and out-of-memory ----------------------------------------------------------------------------
+
+TEST(OneLineWhat, LibTorchErrorsLoseTheirStackTraceAndFailedAllocationsNameTheirSize) {
+  // 2^50 bytes exceeds the x86-64 user address space (2^47): refused at once, whatever the overcommit policy.
+  try {
+    auto t = torch::empty({int64_t{1} << 48}, torch::kFloat32);
+    FAIL() << "allocated " << t.numel() << " floats";
+  } catch (const std::exception& e) {
+    ASSERT_TRUE(segkd::out_of_memory_request(e).has_value()) << e.what();
+    EXPECT_EQ(*segkd::out_of_memory_request(e), int64_t{1} << 50);
+    EXPECT_EQ(segkd::one_line_what(e), "out of memory allocating 1048576.00 GiB");
+  }
+  try {
+    (void)torch::ones({2, 3}).matmul(torch::ones({2, 3}));
+    FAIL() << "matmul of mismatched shapes succeeded";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find('\n'), std::string::npos);  // LibTorch's what() carries frames
+    const std::string line = segkd::one_line_what(e);
+    EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+    EXPECT_NE(line.find("cannot be multiplied"), std::string::npos) << line;
+    EXPECT_FALSE(segkd::out_of_memory_request(e).has_value());
+  }
+  EXPECT_EQ(segkd::one_line_what(std::bad_alloc()), "out of memory");
+  EXPECT_EQ(segkd::one_line_what(segkd::InputError("a\nb")), "a");
+  EXPECT_FALSE(segkd::out_of_memory_request(segkd::Error("out of memory")).has_value());
+  EXPECT_EQ(segkd::format_bytes(512), "512 bytes");
+  EXPECT_EQ(segkd::format_bytes(int64_t{3} << 19), "1.5 MiB");
+  EXPECT_EQ(segkd::format_bytes(int64_t{3} << 29), "1.50 GiB");
+}
