@@ -201,6 +201,38 @@ struct H5Dataset::Shard {
   std::vector<std::string> names;
 };
 
+/// The root attributes of the open shard `f` (segkd_format, num_classes, ignore_index, class_names, palette), checked.
+static DatasetInfo read_shard_info(hid_t f, const std::string& path) {
+  const int64_t format = read_int_attr(f, "segkd_format", path);
+  if (format != 1)
+    throw InputError(str_cat("dataset '", path, "': segkd_format is ", format, ", this build reads format 1"));
+  DatasetInfo info;
+  info.num_classes = read_int_attr(f, "num_classes", path);
+  info.ignore_index = read_int_attr(f, "ignore_index", path);
+  if (info.num_classes <= 0 || info.num_classes > 256)
+    throw InputError(str_cat("dataset '", path, "': num_classes ", info.num_classes, " outside [1, 256]"));
+  if (H5Aexists(f, "class_names") > 0) {
+    Id attr(H5Aopen(f, "class_names", H5P_DEFAULT));
+    info.class_names = read_strings(attr.get(), true, "attribute 'class_names'", path, info.num_classes);
+  }
+  if (static_cast<int64_t>(info.class_names.size()) != info.num_classes)
+    throw InputError(str_cat("dataset '", path, "': class_names has ", info.class_names.size(),
+                             " entries, num_classes is ", info.num_classes));
+  if (H5Aexists(f, "palette") > 0) {
+    Id attr(H5Aopen(f, "palette", H5P_DEFAULT));
+    Id space(H5Aget_space(attr.get()));
+    const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+    if (n != info.num_classes * 3)
+      throw InputError(str_cat("dataset '", path, "': palette has ", n, " values, expected [", info.num_classes,
+                               ",3]"));
+    info.palette.resize(info.num_classes);
+    H5Aread(attr.get(), H5T_NATIVE_UINT8, info.palette.data());
+  } else {
+    throw InputError(str_cat("dataset '", path, "': missing root attribute 'palette'"));
+  }
+  return info;
+}
+
 H5Dataset::H5Dataset(const std::vector<std::string>& shard_patterns) {
   files_ = expand_shards(shard_patterns);
   quiet_hdf5();
@@ -213,33 +245,7 @@ H5Dataset::H5Dataset(const std::vector<std::string>& shard_patterns) {
     shard->file = Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
     if (!shard->file.ok()) throw InputError(str_cat("dataset '", path, "': cannot open (corrupt or truncated?)"));
     const hid_t f = shard->file.get();
-    const int64_t format = read_int_attr(f, "segkd_format", path);
-    if (format != 1)
-      throw InputError(str_cat("dataset '", path, "': segkd_format is ", format, ", this build reads format 1"));
-    DatasetInfo info;
-    info.num_classes = read_int_attr(f, "num_classes", path);
-    info.ignore_index = read_int_attr(f, "ignore_index", path);
-    if (info.num_classes <= 0 || info.num_classes > 256)
-      throw InputError(str_cat("dataset '", path, "': num_classes ", info.num_classes, " outside [1, 256]"));
-    if (H5Aexists(f, "class_names") > 0) {
-      Id attr(H5Aopen(f, "class_names", H5P_DEFAULT));
-      info.class_names = read_strings(attr.get(), true, "attribute 'class_names'", path, info.num_classes);
-    }
-    if (static_cast<int64_t>(info.class_names.size()) != info.num_classes)
-      throw InputError(str_cat("dataset '", path, "': class_names has ", info.class_names.size(),
-                               " entries, num_classes is ", info.num_classes));
-    if (H5Aexists(f, "palette") > 0) {
-      Id attr(H5Aopen(f, "palette", H5P_DEFAULT));
-      Id space(H5Aget_space(attr.get()));
-      const hssize_t n = H5Sget_simple_extent_npoints(space.get());
-      if (n != info.num_classes * 3)
-        throw InputError(str_cat("dataset '", path, "': palette has ", n, " values, expected [", info.num_classes,
-                                 ",3]"));
-      info.palette.resize(info.num_classes);
-      H5Aread(attr.get(), H5T_NATIVE_UINT8, info.palette.data());
-    } else {
-      throw InputError(str_cat("dataset '", path, "': missing root attribute 'palette'"));
-    }
+    const DatasetInfo info = read_shard_info(f, path);
     if (shards_.empty()) {
       info_ = info;
     } else if (info.num_classes != info_.num_classes || info.ignore_index != info_.ignore_index) {
