@@ -52,7 +52,7 @@ torch::Device local_device() {
                        topology().local_rank);
 }
 
-std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, torch::Device device) {
+std::shared_ptr<Communicator> make_communicator(const DistributedOptions& cfg, torch::Device device) {
   const std::string& b = cfg.backend;
   if (b != "auto" && b != "mpi" && b != "nccl")
     throw ConfigError(str_cat("distributed.backend = \"", b, "\" is not one of auto, mpi, nccl"));

@@ -93,7 +93,7 @@ constexpr double kMiB = 1024.0 * 1024.0;
 }  // namespace
 
 GradReducer::GradReducer(std::shared_ptr<Communicator> comm, std::vector<torch::Tensor> params,
-                         const DistributedConfig& cfg)
+                         const DistributedOptions& cfg)
     : impl_(std::make_shared<Impl>()) {
   if (!comm) throw ConfigError("GradReducer: communicator is null");
   if (!(cfg.bucket_mb > 0) || !(cfg.first_bucket_mb > 0))
