@@ -9,18 +9,6 @@
 
 namespace segkd::data {
 
-AugmentOptions AugmentOptions::from(const DataConfig& d) {
-  AugmentOptions o;
-  o.crop = d.crop;
-  o.scale_range = d.scale_range;
-  o.flip = d.flip;
-  o.photometric = d.photometric;
-  o.mean = d.mean;
-  o.std = d.std;
-  o.ignore_index = d.ignore_index;
-  return o;
-}
-
 namespace {
 
 void check_sample(const Sample& s) {

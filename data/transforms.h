@@ -15,24 +15,10 @@
 #include <cstdint>
 #include <utility>
 
-#include "common/config.h"
 #include "data/dataset.h"
+#include "data/options.h"
 
 namespace segkd::data {
-
-/// Options of the train/eval transforms (from `[data]`).
-struct AugmentOptions {
-  std::array<int64_t, 2> crop{512, 1024};  ///< height, width
-  std::array<double, 2> scale_range{0.5, 2.0};
-  bool flip = true;
-  bool photometric = false;
-  std::array<double, 3> mean{123.675, 116.28, 103.53};  ///< RGB, 0..255 scale
-  std::array<double, 3> std{58.395, 57.12, 57.375};
-  int64_t ignore_index = 255;
-
-  /// Copies crop, scale_range, flip, photometric, mean, std and ignore_index from the `[data]` table.
-  static AugmentOptions from(const DataConfig& d);
-};
 
 /// Train transform: randomness derived only from (seed, epoch, sample index). Returns image (3,crop_h,crop_w)
 /// float and label (crop_h,crop_w) int64.

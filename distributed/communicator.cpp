@@ -52,10 +52,9 @@ torch::Device local_device() {
                        topology().local_rank);
 }
 
-std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, torch::Device device) {
+std::shared_ptr<Communicator> make_communicator(const DistributedOptions& cfg, torch::Device device) {
+  cfg.validate();  // the [distributed] rules, as the config checks them (distributed/options.cpp)
   const std::string& b = cfg.backend;
-  if (b != "auto" && b != "mpi" && b != "nccl")
-    throw ConfigError(str_cat("distributed.backend = \"", b, "\" is not one of auto, mpi, nccl"));
   bool want_nccl = b == "nccl" || (b == "auto" && device.is_cuda() && nccl_built());
   if (!want_nccl) return make_mpi_communicator(cfg.timeout_s);
   if (!nccl_built())
@@ -63,8 +62,6 @@ std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, to
   if (!device.is_cuda() || cuda_device_count() == 0)
     throw ConfigError(str_cat("distributed.backend = \"nccl\" needs a CUDA device, got ", device.str(),
                               " with ", cuda_device_count(), " CUDA device(s) visible"));
-  if (!(cfg.timeout_s > 0))
-    throw ConfigError(str_cat("distributed.timeout_s must be > 0, got ", cfg.timeout_s));
   if (!initialized()) init(nullptr, nullptr);
   return detail::make_nccl_communicator(cfg.timeout_s, device);
 }

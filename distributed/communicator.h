@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "distributed/options.h"
 
 namespace segkd::dist {
 
@@ -71,9 +71,10 @@ class Communicator {
 };
 
 /// backend "auto" | "mpi" | "nccl" (auto: nccl when device is CUDA and NCCL was built). World size 1 works (no-op
-/// reductions, identical API). Throws ConfigError for "nccl" when not built/no device, or an unknown backend.
+/// reductions, identical API). Throws ConfigError for "nccl" when not built/no device, or options that break
+/// DistributedOptions::validate() (an unknown backend, a timeout <= 0, ...).
 /// Initialises the runtime (dist::init) as a singleton when the caller has not.
-std::shared_ptr<Communicator> make_communicator(const DistributedConfig& cfg, torch::Device device);
+std::shared_ptr<Communicator> make_communicator(const DistributedOptions& cfg, torch::Device device);
 
 /// The MPI backend over a duplicate of the runtime's world communicator (collective call).
 std::shared_ptr<Communicator> make_mpi_communicator(double timeout_s);

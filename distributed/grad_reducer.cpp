@@ -93,12 +93,10 @@ constexpr double kMiB = 1024.0 * 1024.0;
 }  // namespace
 
 GradReducer::GradReducer(std::shared_ptr<Communicator> comm, std::vector<torch::Tensor> params,
-                         const DistributedConfig& cfg)
+                         const DistributedOptions& cfg)
     : impl_(std::make_shared<Impl>()) {
   if (!comm) throw ConfigError("GradReducer: communicator is null");
-  if (!(cfg.bucket_mb > 0) || !(cfg.first_bucket_mb > 0))
-    throw ConfigError(str_cat("distributed.bucket_mb (", cfg.bucket_mb, ") and distributed.first_bucket_mb (",
-                              cfg.first_bucket_mb, ") must be > 0"));
+  cfg.validate();  // bucket sizes > 0, ... (distributed/options.cpp)
   impl_->comm = std::move(comm);
   for (auto& p : params) {
     if (!p.defined() || !p.requires_grad()) continue;

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "distributed/options.h"
 #include "distributed/communicator.h"
 
 namespace segkd::dist {
@@ -39,7 +39,7 @@ class GradReducerListener {
 class GradReducer {
  public:
   /// `params` in registration order (model->parameters()); parameters not requiring grad are skipped.
-  GradReducer(std::shared_ptr<Communicator> comm, std::vector<torch::Tensor> params, const DistributedConfig& cfg);
+  GradReducer(std::shared_ptr<Communicator> comm, std::vector<torch::Tensor> params, const DistributedOptions& cfg);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;

@@ -4,7 +4,7 @@
 #include <iostream>
 #include <memory>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "common/error.h"
 #include "distributed/agreement.h"
 #include "distributed/runtime.h"

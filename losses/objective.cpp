@@ -51,7 +51,7 @@ void merge(OutputRequest& into, const OutputRequest& from) {
 
 }  // namespace
 
-ObjectiveImpl::ObjectiveImpl(const LossConfig& loss, const std::vector<DistillConfig>& distill, int64_t num_classes,
+ObjectiveImpl::ObjectiveImpl(const LossOptions& loss, const std::vector<DistillOptions>& distill, int64_t num_classes,
                              int64_t ignore_index, const Channels& student_channels,
                              const Channels& teacher_channels)
     : loss_(loss), ignore_index_(ignore_index) {

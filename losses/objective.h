@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/config.h"
 #include "common/model_output.h"
+#include "losses/options.h"
 
 namespace segkd::losses {
 
@@ -51,13 +51,10 @@ class DistillTerm : public torch::nn::Module {
 
 /// Builds the term described by one `[[distill]]` table. `index` is the table's position, used in error messages
 /// ("distill[1] (type \"cwd\"): ..."). `student`/`teacher` give the channels of each feature name (and "logits").
-/// Throws ConfigError for an unknown type, an unknown or unavailable feature name, a negative or non-finite
-/// weight, tau <= 0, or an option value the type does not accept.
-std::shared_ptr<DistillTerm> make_term(const DistillConfig& cfg, size_t index, const Channels& student,
+/// Throws ConfigError for an unknown type, a feature name these models do not provide, or options that break
+/// their own rules (DistillOptions::validate, e.g. a negative or non-finite weight, tau <= 0).
+std::shared_ptr<DistillTerm> make_term(const DistillOptions& cfg, size_t index, const Channels& student,
                                        const Channels& teacher, int64_t ignore_index);
-
-/// The registered term types, in registry order.
-std::vector<std::string> registered_terms();
 
 /// What one `Objective::forward` computed.
 struct ObjectiveResult {
@@ -80,7 +77,7 @@ class ObjectiveImpl : public torch::nn::Module {
  public:
   /// `student_channels`/`teacher_channels`: channels of each feature the models can return. `num_classes` is the
   /// logits' channel count for both networks (added to the maps as "logits" when absent).
-  ObjectiveImpl(const LossConfig& loss, const std::vector<DistillConfig>& distill, int64_t num_classes,
+  ObjectiveImpl(const LossOptions& loss, const std::vector<DistillOptions>& distill, int64_t num_classes,
                 int64_t ignore_index, const Channels& student_channels, const Channels& teacher_channels);
 
   /// `label`: (N,H,W) int64 at input resolution. `teacher` may be nullptr when there are no KD terms.
@@ -101,7 +98,7 @@ class ObjectiveImpl : public torch::nn::Module {
   const std::vector<std::pair<std::string, std::shared_ptr<DistillTerm>>>& terms() const { return terms_; }
 
  private:
-  LossConfig loss_;
+  LossOptions loss_;
   std::vector<double> weights_;
   int64_t ignore_index_;
   torch::Tensor class_weights_;

@@ -87,7 +87,7 @@ torch::Tensor pearson_rows(const torch::Tensor& a, const torch::Tensor& b) {
 
 // ---------------------------------------------------------------------------------------------------- logit
 
-LogitTerm::LogitTerm(const DistillConfig& cfg, int64_t ignore_index)
+LogitTerm::LogitTerm(const LogitOptions& cfg, int64_t ignore_index)
     : tau_(cfg.tau),
       label_resolution_(cfg.resolution == "label"),
       mask_ignore_(cfg.mask_ignore),
@@ -175,7 +175,7 @@ std::pair<torch::Tensor, torch::Tensor> FeaturePairTerm::pair(size_t i, const Mo
 
 // ---------------------------------------------------------------------------------------------------- feature
 
-FeatureTerm::FeatureTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher)
+FeatureTerm::FeatureTerm(const FeatureOptions& cfg, const Channels& student, const Channels& teacher)
     : FeaturePairTerm(cfg.student, cfg.teacher, student, teacher, Projection::kAlways, cfg.projector),
       channel_norm_(cfg.normalize == "channel") {}
 
@@ -206,7 +206,7 @@ torch::Tensor cwd_value(const torch::Tensor& s, const torch::Tensor& t, double t
 }
 }  // namespace
 
-CwdTerm::CwdTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher)
+CwdTerm::CwdTerm(const CwdOptions& cfg, const Channels& student, const Channels& teacher)
     : FeaturePairTerm(cfg.on == "logits" ? std::vector<std::string>{} : cfg.student,
                       cfg.on == "logits" ? std::vector<std::string>{} : cfg.teacher, student, teacher,
                       Projection::kIfChannelsDiffer, cfg.projector),
@@ -248,8 +248,8 @@ torch::Tensor cosine_matrix(const torch::Tensor& f) {
 }
 }  // namespace
 
-PairwiseTerm::PairwiseTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher)
-    : FeaturePairTerm(cfg.student, cfg.teacher, student, teacher, Projection::kNone, cfg.projector),
+PairwiseTerm::PairwiseTerm(const PairwiseOptions& cfg, const Channels& student, const Channels& teacher)
+    : FeaturePairTerm(cfg.student, cfg.teacher, student, teacher, Projection::kNone, "conv1x1"),
       pool_kernel_(cfg.pool_kernel) {}
 
 torch::Tensor PairwiseTerm::forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor&) {
@@ -283,8 +283,8 @@ torch::Tensor centre_similarity(const torch::Tensor& f, const torch::Tensor& one
 }
 }  // namespace
 
-IfvdTerm::IfvdTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher, int64_t ignore_index)
-    : FeaturePairTerm(cfg.student, cfg.teacher, student, teacher, Projection::kNone, cfg.projector),
+IfvdTerm::IfvdTerm(const IfvdOptions& cfg, const Channels& student, const Channels& teacher, int64_t ignore_index)
+    : FeaturePairTerm(cfg.student, cfg.teacher, student, teacher, Projection::kNone, "conv1x1"),
       ignore_index_(ignore_index) {}
 
 torch::Tensor IfvdTerm::forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& label) {
@@ -304,8 +304,8 @@ torch::Tensor IfvdTerm::forward(const ModelOutput& student, const ModelOutput& t
 
 // --------------------------------------------------------------------------------------------------------- at
 
-AtTerm::AtTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher)
-    : FeaturePairTerm(cfg.student, cfg.teacher, student, teacher, Projection::kNone, cfg.projector) {}
+AtTerm::AtTerm(const AtOptions& cfg, const Channels& student, const Channels& teacher)
+    : FeaturePairTerm(cfg.student, cfg.teacher, student, teacher, Projection::kNone, "conv1x1") {}
 
 torch::Tensor AtTerm::forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor&) {
   auto attention = [](const torch::Tensor& x) {
@@ -322,7 +322,7 @@ torch::Tensor AtTerm::forward(const ModelOutput& student, const ModelOutput& tea
 
 // ------------------------------------------------------------------------------------------------------- dist
 
-DistTerm::DistTerm(const DistillConfig& cfg) : tau_(cfg.tau), beta_(cfg.beta), gamma_(cfg.gamma) {}
+DistTerm::DistTerm(const DistOptions& cfg) : tau_(cfg.tau), beta_(cfg.beta), gamma_(cfg.gamma) {}
 
 OutputRequest DistTerm::student_needs() const { return logits_only(); }
 OutputRequest DistTerm::teacher_needs() const { return logits_only(); }
@@ -346,24 +346,25 @@ torch::Tensor DistTerm::forward(const ModelOutput& student, const ModelOutput& t
 
 namespace {
 
-using Factory = std::function<std::shared_ptr<DistillTerm>(const DistillConfig&, const Channels&, const Channels&,
+using Factory = std::function<std::shared_ptr<DistillTerm>(const DistillOptions&, const Channels&, const Channels&,
                                                            int64_t)>;
-struct Entry {
-  std::string type;
-  bool uses_features;  ///< reads cfg.student / cfg.teacher (cwd: only with on = "feature")
-  Factory make;
-};
 
-const std::vector<Entry>& registry() {
-  static const std::vector<Entry> entries{
-      {"logit", false, [](auto& c, auto&, auto&, int64_t ig) { return std::make_shared<LogitTerm>(c, ig); }},
-      {"feature", true, [](auto& c, auto& s, auto& t, int64_t) { return std::make_shared<FeatureTerm>(c, s, t); }},
-      {"cwd", true, [](auto& c, auto& s, auto& t, int64_t) { return std::make_shared<CwdTerm>(c, s, t); }},
-      {"pairwise", true, [](auto& c, auto& s, auto& t, int64_t) { return std::make_shared<PairwiseTerm>(c, s, t); }},
-      {"ifvd", true,
-       [](auto& c, auto& s, auto& t, int64_t ig) { return std::make_shared<IfvdTerm>(c, s, t, ig); }},
-      {"at", true, [](auto& c, auto& s, auto& t, int64_t) { return std::make_shared<AtTerm>(c, s, t); }},
-      {"dist", false, [](auto& c, auto&, auto&, int64_t) { return std::make_shared<DistTerm>(c); }},
+/// type -> factory, one entry per alternative of TermOptions (options.h), same order.
+const std::vector<std::pair<std::string, Factory>>& registry() {
+  static const std::vector<std::pair<std::string, Factory>> entries{
+      {"logit", [](auto& c, auto&, auto&, int64_t ig) { return std::make_shared<LogitTerm>(c.template as<LogitOptions>(), ig); }},
+      {"feature", [](auto& c, auto& s, auto& t, int64_t) {
+         return std::make_shared<FeatureTerm>(c.template as<FeatureOptions>(), s, t);
+       }},
+      {"cwd", [](auto& c, auto& s, auto& t, int64_t) { return std::make_shared<CwdTerm>(c.template as<CwdOptions>(), s, t); }},
+      {"pairwise", [](auto& c, auto& s, auto& t, int64_t) {
+         return std::make_shared<PairwiseTerm>(c.template as<PairwiseOptions>(), s, t);
+       }},
+      {"ifvd", [](auto& c, auto& s, auto& t, int64_t ig) {
+         return std::make_shared<IfvdTerm>(c.template as<IfvdOptions>(), s, t, ig);
+       }},
+      {"at", [](auto& c, auto& s, auto& t, int64_t) { return std::make_shared<AtTerm>(c.template as<AtOptions>(), s, t); }},
+      {"dist", [](auto& c, auto&, auto&, int64_t) { return std::make_shared<DistTerm>(c.template as<DistOptions>()); }},
   };
   return entries;
 }
@@ -374,6 +375,7 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+/// The features named on one side exist in that model (its `channels`).
 void check_names(const std::vector<std::string>& names, const Channels& channels, const char* side,
                  const std::string& ctx) {
   if (names.empty()) throw ConfigError(str_cat(ctx, ": `", side, "` lists no feature"));
@@ -389,56 +391,34 @@ void check_names(const std::vector<std::string>& names, const Channels& channels
   }
 }
 
-void check_choice(const std::string& value, const std::vector<std::string>& allowed, const char* key,
-                  const std::string& ctx) {
-  for (const auto& a : allowed) {
-    if (a == value) return;
-  }
-  throw ConfigError(str_cat(ctx, ": ", key, " = \"", value, "\" is not one of: ", join(allowed)));
-}
-
 }  // namespace
 
-std::vector<std::string> registered_terms() {
-  std::vector<std::string> out;
-  for (const auto& e : registry()) out.push_back(e.type);
-  return out;
-}
-
-std::shared_ptr<DistillTerm> make_term(const DistillConfig& cfg, size_t index, const Channels& student,
+std::shared_ptr<DistillTerm> make_term(const DistillOptions& cfg, size_t index, const Channels& student,
                                        const Channels& teacher, int64_t ignore_index) {
   std::string ctx = str_cat("distill[", index, "] (type \"", cfg.type, "\")");
-  const Entry* entry = nullptr;
-  for (const auto& e : registry()) {
-    if (e.type == cfg.type) entry = &e;
+  const Factory* make = nullptr;
+  for (const auto& [type, factory] : registry()) {
+    if (type == cfg.type) make = &factory;
   }
-  if (entry == nullptr) {
+  if (make == nullptr) {
     throw ConfigError(str_cat(ctx, ": unknown type (known: ", join(registered_terms()), ")"));
   }
-  if (!std::isfinite(cfg.weight) || cfg.weight < 0) {
-    throw ConfigError(str_cat(ctx, ": weight must be finite and >= 0, got ", cfg.weight));
-  }
-  if (!std::isfinite(cfg.tau) || cfg.tau <= 0) {
-    throw ConfigError(str_cat(ctx, ": tau must be > 0, got ", cfg.tau));
-  }
-  check_choice(cfg.resolution, {"logits", "label"}, "resolution", ctx);
-  check_choice(cfg.normalize, {"none", "channel"}, "normalize", ctx);
-  check_choice(cfg.projector, {"conv1x1", "conv1x1_bn"}, "projector", ctx);
-  check_choice(cfg.on, {"logits", "feature"}, "on", ctx);
-  if (cfg.pool_kernel < 1) throw ConfigError(str_cat(ctx, ": pool_kernel must be >= 1, got ", cfg.pool_kernel));
-  if (!std::isfinite(cfg.beta) || cfg.beta < 0 || !std::isfinite(cfg.gamma) || cfg.gamma < 0) {
-    throw ConfigError(str_cat(ctx, ": beta and gamma must be >= 0, got ", cfg.beta, " and ", cfg.gamma));
-  }
-  bool uses_features = entry->uses_features && !(cfg.type == "cwd" && cfg.on == "logits");
-  if (uses_features) {
-    check_names(cfg.student, student, "student", ctx);
-    check_names(cfg.teacher, teacher, "teacher", ctx);
-    if (cfg.student.size() != cfg.teacher.size()) {
-      throw ConfigError(str_cat(ctx, ": student lists ", cfg.student.size(), " features, teacher ",
-                                cfg.teacher.size(), "; they are compared pair by pair"));
+  // What depends on the models: the features compared exist on both sides, pair by pair.
+  if (cfg.reads_features()) {
+    const auto [student_names, teacher_names] = cfg.feature_pairs();
+    check_names(student_names, student, "student", ctx);
+    check_names(teacher_names, teacher, "teacher", ctx);
+    if (student_names.size() != teacher_names.size()) {
+      throw ConfigError(str_cat(ctx, ": student lists ", student_names.size(), " features, teacher ",
+                                teacher_names.size(), "; they are compared pair by pair"));
     }
   }
-  auto term = entry->make(cfg, student, teacher, ignore_index);
+  // The option rules themselves are the options' own (options.cpp), worded for this context.
+  const std::string prefix = str_cat("distill[", index, "]");
+  Shown shown;
+  add_shown(cfg.bind_fields(), prefix, shown);
+  cfg.validate(prefix, Checker::in_context(ctx, prefix, &shown));
+  auto term = (*make)(cfg, student, teacher, ignore_index);
   term->set_context(ctx);
   return term;
 }

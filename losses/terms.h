@@ -1,6 +1,7 @@
 #pragma once
-/// The KD terms segkd implements, one class per `[[distill]] type`. Build them with `make_term` (objective.h),
-/// which validates the table; the constructors here assume a validated config.
+/// The KD terms segkd implements, one class per `[[distill]] type`, each built from its own options type
+/// (losses/options.h). Build them with `make_term` (objective.h), which validates the table; the constructors here
+/// assume validated options.
 ///
 /// Conventions shared by all terms: S is a student tensor, T the matching teacher tensor (constant). Where S and T
 /// differ in spatial size, S is resized bilinearly (align_corners=false) to T's size — after the projector when the
@@ -18,7 +19,7 @@ namespace segkd::losses {
 /// P = N·H·W. The τ² factor keeps gradient magnitudes comparable across τ: value(S,T,τ) = τ²·value(S/τ,T/τ,1).
 class LogitTerm : public DistillTerm {
  public:
-  LogitTerm(const DistillConfig& cfg, int64_t ignore_index);
+  LogitTerm(const LogitOptions& cfg, int64_t ignore_index);
   std::string type() const override { return "logit"; }
   OutputRequest student_needs() const override;
   OutputRequest teacher_needs() const override;
@@ -62,7 +63,7 @@ class FeaturePairTerm : public DistillTerm {
 /// (x − mean)/sqrt(var + 1e-5) (biased variance); `"none"` leaves them as they are. The projector is always used.
 class FeatureTerm : public FeaturePairTerm {
  public:
-  FeatureTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher);
+  FeatureTerm(const FeatureOptions& cfg, const Channels& student, const Channels& teacher);
   std::string type() const override { return "feature"; }
   torch::Tensor forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& label) override;
 
@@ -77,7 +78,7 @@ class FeatureTerm : public FeaturePairTerm {
 /// with a projector only where student and teacher channels differ.
 class CwdTerm : public FeaturePairTerm {
  public:
-  CwdTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher);
+  CwdTerm(const CwdOptions& cfg, const Channels& student, const Channels& teacher);
   std::string type() const override { return "cwd"; }
   OutputRequest student_needs() const override;
   OutputRequest teacher_needs() const override;
@@ -95,7 +96,7 @@ class CwdTerm : public FeaturePairTerm {
 /// (M = H′W′), value = Σ_n Σ_ij (A^T_nij − A^S_nij)² / (N·M²), averaged over pairs.
 class PairwiseTerm : public FeaturePairTerm {
  public:
-  PairwiseTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher);
+  PairwiseTerm(const PairwiseOptions& cfg, const Channels& student, const Channels& teacher);
   std::string type() const override { return "pairwise"; }
   torch::Tensor forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& label) override;
 
@@ -110,7 +111,7 @@ class PairwiseTerm : public FeaturePairTerm {
 /// MSE between the student and teacher maps over all N·H·W pixels, averaged over pairs. Channel counts may differ.
 class IfvdTerm : public FeaturePairTerm {
  public:
-  IfvdTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher, int64_t ignore_index);
+  IfvdTerm(const IfvdOptions& cfg, const Channels& student, const Channels& teacher, int64_t ignore_index);
   std::string type() const override { return "ifvd"; }
   bool needs_label() const override { return true; }
   torch::Tensor forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& label) override;
@@ -123,7 +124,7 @@ class IfvdTerm : public FeaturePairTerm {
 /// per sample (F.normalize, eps 1e-12); value = mean over N·H·W of (a(S) − a(T))², averaged over pairs.
 class AtTerm : public FeaturePairTerm {
  public:
-  AtTerm(const DistillConfig& cfg, const Channels& student, const Channels& teacher);
+  AtTerm(const AtOptions& cfg, const Channels& student, const Channels& teacher);
   std::string type() const override { return "at"; }
   torch::Tensor forward(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& label) override;
 };
@@ -134,7 +135,7 @@ class AtTerm : public FeaturePairTerm {
 ///   value = beta·inter + gamma·intra (minimum 0, reached when S = T).
 class DistTerm : public DistillTerm {
  public:
-  explicit DistTerm(const DistillConfig& cfg);
+  explicit DistTerm(const DistOptions& cfg);
   std::string type() const override { return "dist"; }
   OutputRequest student_needs() const override;
   OutputRequest teacher_needs() const override;

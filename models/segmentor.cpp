@@ -15,7 +15,7 @@ bool is_small_backbone(const std::string& name) {
 
 }  // namespace
 
-SegmentorImpl::SegmentorImpl(const ModelConfig& cfg, int64_t num_classes) : num_classes_(num_classes) {
+SegmentorImpl::SegmentorImpl(const ModelOptions& cfg, int64_t num_classes) : num_classes_(num_classes) {
   if (num_classes < 1) throw ConfigError(str_cat("data.num_classes: must be >= 1, got ", num_classes));
   if (cfg.dropout < 0 || cfg.dropout >= 1) {
     throw ConfigError(str_cat("dropout: must be in [0, 1), got ", cfg.dropout));
@@ -79,7 +79,7 @@ std::vector<torch::Tensor> SegmentorImpl::head_parameters() {
   return params;
 }
 
-Segmentor build_model(const ModelConfig& cfg, int64_t num_classes) {
+Segmentor build_model(const ModelOptions& cfg, int64_t num_classes) {
   Segmentor model(cfg, num_classes);
   if (!cfg.pretrained.empty()) {
     auto report = load_pretrained_backbone(model, cfg.pretrained);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "models/options.h"
 #include "common/model_output.h"
 #include "models/backbone.h"
 #include "models/heads.h"
@@ -21,7 +21,7 @@ namespace segkd::models {
 class SegmentorImpl : public torch::nn::Module {
  public:
   /// Throws ConfigError for an unknown arch/backbone or a bad output stride / class count.
-  SegmentorImpl(const ModelConfig& cfg, int64_t num_classes);
+  SegmentorImpl(const ModelOptions& cfg, int64_t num_classes);
 
   /// Logits at head resolution (NOT upsampled); computes only what `request` asks (skip heads when
   /// backbone_only, skip aux head when !aux_logits); features["layer1".."layer4","head"] on request.
@@ -50,7 +50,7 @@ TORCH_MODULE(Segmentor);
 
 /// Builds from config; loads cfg.pretrained (backbone-only, logged report) and then cfg.weights (whole model,
 /// strict) if set. Throws ConfigError (bad config) or InputError (unreadable or mismatching weights).
-Segmentor build_model(const ModelConfig& cfg, int64_t num_classes);
+Segmentor build_model(const ModelOptions& cfg, int64_t num_classes);
 
 /// Teacher preparation: requires_grad=false everywhere, eval(), and (fold_bn) every conv→Norm2d pair folded
 /// (conv weight *= scale per output channel, conv bias = bias * scale + shift; the Norm2d set_folded()).

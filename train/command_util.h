@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "models/segmentor.h"
 #include "train/commands.h"
 

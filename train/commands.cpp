@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "common/error.h"
 #include "common/logging.h"
 #include "common/paths.h"
@@ -92,7 +92,7 @@ int run_export(const std::string& checkpoint, const std::string& out) {
 int run_info(const ConfigArgs& c) {
   auto cfg = load_with_overrides(c);
   std::cout << "# resolved config: " << cfg.source_path << " (hash " << cfg.hash << ")\n" << cfg.resolved_toml << "\n";
-  auto describe = [&](const char* role, ModelConfig mc) {
+  auto describe = [&](const char* role, models::ModelOptions mc) {
     mc.weights.clear();
     mc.pretrained.clear();
     auto model = models::build_model(mc, cfg.data.num_classes);

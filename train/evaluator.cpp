@@ -41,12 +41,12 @@ EvalResult metrics_from_confusion(const torch::Tensor& confusion) {
   return r;
 }
 
-torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image, const EvalConfig& cfg) {
+torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image, const EvalOptions& cfg) {
   return infer_logits([&](const torch::Tensor& x, const OutputRequest& r) { return model->forward(x, r); }, image,
                       cfg);
 }
 
-torch::Tensor infer_logits(const ForwardFn& forward, const torch::Tensor& image, const EvalConfig& cfg) {
+torch::Tensor infer_logits(const ForwardFn& forward, const torch::Tensor& image, const EvalOptions& cfg) {
   const int64_t h = image.size(2), w = image.size(3);
   OutputRequest req;
   req.aux_logits = false;
@@ -80,7 +80,7 @@ torch::Tensor infer_logits(const ForwardFn& forward, const torch::Tensor& image,
 }
 
 EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, const data::AugmentOptions& aug,
-                    const EvalConfig& cfg, dist::Communicator& comm, int64_t ignore_index) {
+                    const EvalOptions& cfg, dist::Communicator& comm, int64_t ignore_index) {
   const bool was_training = model->is_training();
   model->eval();
   // Collectives run on the model's device (NCCL needs device tensors); bincount runs there too.
@@ -92,7 +92,7 @@ EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, co
 }
 
 EvalResult evaluate(const ForwardFn& forward, int64_t num_classes, const torch::Device& device,
-                    const data::H5Dataset& dataset, const data::AugmentOptions& aug, const EvalConfig& cfg,
+                    const data::H5Dataset& dataset, const data::AugmentOptions& aug, const EvalOptions& cfg,
                     dist::Communicator& comm, int64_t ignore_index) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t c = num_classes;

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "data/dataset.h"
 #include "data/transforms.h"
 #include "distributed/communicator.h"
@@ -29,20 +29,20 @@ EvalResult metrics_from_confusion(const torch::Tensor& confusion);
 
 /// Class scores at input resolution (1, C, H, W) for one normalised image (1, 3, H, W). `mode` "whole" runs the
 /// image at once; "slide" averages logits of crop windows (crop, stride), padding the image up to the crop size.
-torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image, const EvalConfig& cfg);
+torch::Tensor infer_logits(models::Segmentor& model, const torch::Tensor& image, const EvalOptions& cfg);
 
 /// A model's forward pass as evaluation sees it (a Segmentor, or the int8 execution of one).
 using ForwardFn = std::function<ModelOutput(const torch::Tensor& images, const OutputRequest& request)>;
-torch::Tensor infer_logits(const ForwardFn& forward, const torch::Tensor& image, const EvalConfig& cfg);
+torch::Tensor infer_logits(const ForwardFn& forward, const torch::Tensor& image, const EvalOptions& cfg);
 
 /// Evaluates `model` on `dataset`: rank r takes samples r, r+world, ... (no sample counted twice), confusion
 /// matrices are summed over ranks. Every rank returns the same result. Progress with ETA on rank 0.
 EvalResult evaluate(models::Segmentor& model, const data::H5Dataset& dataset, const data::AugmentOptions& aug,
-                    const EvalConfig& cfg, dist::Communicator& comm, int64_t ignore_index);
+                    const EvalOptions& cfg, dist::Communicator& comm, int64_t ignore_index);
 
 /// The same for any forward pass of a `num_classes` model whose inputs live on `device`.
 EvalResult evaluate(const ForwardFn& forward, int64_t num_classes, const torch::Device& device,
-                    const data::H5Dataset& dataset, const data::AugmentOptions& aug, const EvalConfig& cfg,
+                    const data::H5Dataset& dataset, const data::AugmentOptions& aug, const EvalOptions& cfg,
                     dist::Communicator& comm, int64_t ignore_index);
 
 }  // namespace segkd::train

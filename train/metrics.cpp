@@ -86,8 +86,16 @@ std::string per_class_json(const std::vector<double>& iou, const std::vector<std
   return per_class(iou, class_names).dump();
 }
 
+/// A term's temperature; 1.0 (the former shared default) for a term that takes none, as summary.json always had.
+double tau_of(const losses::DistillOptions& d) {
+  for (const auto& f : d.bind_fields()) {
+    if (f.name == "tau") return *std::get<double*>(f.ref);
+  }
+  return 1.0;
+}
+
 /// "pspnet-resnet18_v1c-d8": architecture, backbone and output stride (mmseg's "-d8" suffix).
-std::string model_name(const ModelConfig& m) { return str_cat(m.arch, "-", m.backbone, "-d", m.output_stride); }
+std::string model_name(const models::ModelOptions& m) { return str_cat(m.arch, "-", m.backbone, "-d", m.output_stride); }
 
 void write_summary(const Config& cfg, const TrainSummary& s, int world, const std::vector<std::string>& class_names) {
   json j{{"iterations", s.iterations},
@@ -105,7 +113,7 @@ void write_summary(const Config& cfg, const TrainSummary& s, int world, const st
          {"student", model_name(cfg.student)},
          {"teacher", cfg.teacher ? json(model_name(*cfg.teacher)) : json(nullptr)}};
   json kd = json::array();
-  for (auto& d : cfg.distill) kd.push_back(json{{"type", d.type}, {"weight", d.weight}, {"tau", d.tau}});
+  for (auto& d : cfg.distill) kd.push_back(json{{"type", d.type}, {"weight", d.weight}, {"tau", tau_of(d)}});
   j["distill"] = kd;
   write_file_atomic((fs::path(cfg.run.work_dir) / "summary.json").string(), j.dump(2) + "\n");
 }

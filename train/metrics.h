@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "train/evaluator.h"
 
 namespace segkd::train {

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "common/error.h"
 #include "common/logging.h"
 #include "common/paths.h"

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "common/env.h"
 #include "common/error.h"
 #include "common/logging.h"
@@ -167,7 +167,7 @@ int64_t execute_plan(std::vector<PlannedRun>& plan, const std::string& root, con
     seen += to_string(states.back()) + std::string(";");
   }
   // Every rank must see the same directories (a shared file system), or they would train different runs.
-  auto comm = dist::make_mpi_communicator(DistributedConfig().timeout_s);
+  auto comm = dist::make_mpi_communicator(dist::DistributedOptions().timeout_s);
   const auto views = comm->all_gather_string(seen);
   for (size_t r = 1; r < views.size(); ++r) {
     if (views[r] != views[0]) {

@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "common/error.h"
 #include "common/run_dir.h"
 #include "distributed/runtime.h"

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "common/error.h"
 #include "common/logging.h"
 #include "common/run_dir.h"
@@ -53,7 +53,8 @@ int run_report(const std::vector<std::string>& run_dirs, const std::string& mark
     std::string kd;
     for (auto& d : j.value("distill", json::array())) {
       const auto type = d.value("type", std::string("?"));
-      const bool uses_tau = type == "logit" || type == "cwd" || type == "dist";  // the others ignore distill.tau
+      const auto takes = losses::DistillOptions(type).keys();  // the others have no tau
+      const bool uses_tau = std::find(takes.begin(), takes.end(), "tau") != takes.end();
       kd += (kd.empty() ? "" : "+") +
             (uses_tau ? fmt::format("{}(w={},τ={})", type, d.value("weight", 0.0), d.value("tau", 0.0))
                       : fmt::format("{}(w={})", type, d.value("weight", 0.0)));

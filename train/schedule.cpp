@@ -5,7 +5,7 @@
 
 namespace segkd::train {
 
-LrSchedule::LrSchedule(const ScheduleConfig& cfg, double base_lr)
+LrSchedule::LrSchedule(const ScheduleOptions& cfg, double base_lr)
     : cfg_(cfg),
       base_lr_(base_lr),
       total_iters_(std::max<int64_t>(1, static_cast<int64_t>(std::llround(cfg.iterations * cfg.extend)))),

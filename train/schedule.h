@@ -5,13 +5,13 @@
 /// poly curve then runs over elapsed training time so it reaches its end exactly when the budget is spent.
 #include <cstdint>
 
-#include "common/config.h"
+#include "train/config.h"
 
 namespace segkd::train {
 
 class LrSchedule {
  public:
-  LrSchedule(const ScheduleConfig& cfg, double base_lr);
+  LrSchedule(const ScheduleOptions& cfg, double base_lr);
 
   /// Learning rate at iteration `iter` (0-based) with `progress` in [0,1] (iter/total or elapsed/budget).
   ///   poly: (base - min_lr) · (1 - progress)^power + min_lr
@@ -26,7 +26,7 @@ class LrSchedule {
   bool budget_based() const { return budget_s_ > 0; }
 
  private:
-  ScheduleConfig cfg_;
+  ScheduleOptions cfg_;
   double base_lr_;
   int64_t total_iters_;
   double budget_s_;

@@ -8,7 +8,7 @@
 
 namespace segkd::train {
 
-Precision teacher_precision(const ModelConfig& teacher, Precision run_precision, const torch::Device& device) {
+Precision teacher_precision(const models::ModelOptions& teacher, Precision run_precision, const torch::Device& device) {
   const std::string& name = teacher.precision;
   if (name.empty()) {
     if (device.is_cuda()) return run_precision;
@@ -59,7 +59,7 @@ EvalResult evaluate_at_precision(const Config& cfg, models::Segmentor& model, co
   if (!device.is_cpu()) throw ConfigError("--precision int8 runs on the CPU (quantised kernels); this rank has " + device.str());
   models::check_int8_supported(cfg.student.backbone, "--precision int8");
   if (cfg.data.train.empty()) throw ConfigError("--precision int8 calibrates on data.train, which is empty");
-  const int64_t batches = cfg.teacher ? cfg.teacher->calibration_batches : ModelConfig().calibration_batches;
+  const int64_t batches = cfg.teacher ? cfg.teacher->calibration_batches : models::ModelOptions().calibration_batches;
   models::prepare_teacher(model, /*fold_bn=*/true);
   models::Int8Segmentor int8(model);
   std::shared_ptr<const data::H5Dataset> train_set = open_dataset(cfg.data.train, cfg.data.num_classes);

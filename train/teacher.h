@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "data/loader.h"
 #include "distributed/communicator.h"
 #include "models/int8.h"
@@ -18,7 +18,7 @@ namespace segkd::train {
 /// Resolves `teacher.precision` for `device`: "" follows run.precision on CUDA and is int8 on the CPU when the
 /// teacher's backbone runs in int8 (fp32 otherwise). Throws ConfigError for fp16/bf16 on the CPU (naming the
 /// precisions the CPU supports), int8 on CUDA, or int8 for a backbone without an int8 path.
-Precision teacher_precision(const ModelConfig& teacher, Precision run_precision, const torch::Device& device);
+Precision teacher_precision(const models::ModelOptions& teacher, Precision run_precision, const torch::Device& device);
 
 /// Calibrates `model`'s activation ranges on the next `batches` batches of `loader` and makes them the same on
 /// every rank (element-wise min of minima and max of maxima over ranks), then sets them. Every rank must call it.

@@ -56,7 +56,7 @@ uint64_t step_seed(uint64_t seed, int64_t iter, int rank) {
 
 /// Builds a model without its `weights`, then loads them from a .pth or a segkd .ckpt, checking the class count
 /// first so a teacher trained for another dataset gets a message that says so.
-models::Segmentor build_with_weights(ModelConfig cfg, int64_t num_classes, const std::string& key) {
+models::Segmentor build_with_weights(models::ModelOptions cfg, int64_t num_classes, const std::string& key) {
   const std::string weights = cfg.weights;
   cfg.weights.clear();
   auto model = models::build_model(cfg, num_classes);
@@ -75,7 +75,7 @@ models::Segmentor build_with_weights(ModelConfig cfg, int64_t num_classes, const
 /// SGD parameter groups: {backbone, heads×head_lr_mult, projectors×head_lr_mult}, each split into decay / no-decay
 /// when optimizer.no_decay_norm_bias is set. Returns the optimizer and each group's lr multiplier.
 std::pair<std::unique_ptr<torch::optim::SGD>, std::vector<double>> make_optimizer(
-    const OptimizerConfig& o, models::Segmentor& student, losses::Objective& objective) {
+    const OptimizerOptions& o, models::Segmentor& student, losses::Objective& objective) {
   std::set<torch::TensorImpl*> head;
   for (auto& p : student->head_parameters()) head.insert(p.unsafeGetTensorImpl());
   struct Group {

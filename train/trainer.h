@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "data/dataset.h"
 #include "train/evaluator.h"
 

@@ -40,7 +40,7 @@ double max_over_ranks(double v, MPI_Comm comm) {
 }
 
 int bench_allreduce(int max_mb) {
-  segkd::DistributedConfig cfg;
+  segkd::dist::DistributedOptions cfg;
   cfg.backend = "mpi";
   auto comm = make_communicator(cfg, torch::kCPU);
   MPI_Comm raw;
@@ -170,7 +170,7 @@ struct PspLikeImpl : nn::Module {
 TORCH_MODULE(PspLike);
 
 int bench_reducer(int64_t size, int steps, double bucket_mb) {
-  segkd::DistributedConfig cfg;
+  segkd::dist::DistributedOptions cfg;
   cfg.backend = "mpi";
   cfg.bucket_mb = bucket_mb;
   auto comm = make_communicator(cfg, torch::kCPU);

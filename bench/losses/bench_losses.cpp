@@ -25,7 +25,6 @@
 
 namespace {
 
-using segkd::DistillConfig;
 using segkd::ModelOutput;
 using namespace segkd::losses;
 
@@ -133,62 +132,20 @@ int main(int argc, char** argv) {
                 (long long)(w / strides[name]));
   }
 
-  auto make = [](const std::string& type) {
-    DistillConfig c;
-    c.type = type;
-    return c;
-  };
-  std::vector<std::pair<std::string, DistillConfig>> cases;
-  cases.emplace_back("logit (tau 1)", make("logit"));
-  {
-    auto c = make("logit");
-    c.resolution = "label";
-    c.mask_ignore = true;
-    cases.emplace_back("logit (label res, mask)", c);
-  }
-  {
-    auto c = make("feature");
-    cases.emplace_back("feature layer4 conv1x1", c);
-  }
-  {
-    auto c = make("feature");
-    c.student = {"head"};
-    c.teacher = {"head"};
-    c.projector = "conv1x1_bn";
-    cases.emplace_back("feature head conv1x1_bn", c);
-  }
-  {
-    auto c = make("cwd");
-    c.tau = 4;
-    cases.emplace_back("cwd logits (tau 4)", c);
-  }
-  {
-    auto c = make("cwd");
-    c.on = "feature";
-    c.student = {"head"};
-    c.teacher = {"head"};
-    c.tau = 4;
-    cases.emplace_back("cwd head feature", c);
-  }
-  {
-    auto c = make("pairwise");
-    c.student = {"head"};
-    c.teacher = {"head"};
-    cases.emplace_back("pairwise head (k 2)", c);
-  }
-  {
-    auto c = make("ifvd");
-    c.student = {"head"};
-    c.teacher = {"head"};
-    cases.emplace_back("ifvd head", c);
-  }
-  {
-    auto c = make("at");
-    c.student = {"layer1", "layer2", "layer3", "layer4"};
-    c.teacher = c.student;
-    cases.emplace_back("at layer1..4", c);
-  }
-  cases.emplace_back("dist (tau 1)", make("dist"));
+  const std::vector<std::string> head{"head"};
+  std::vector<std::pair<std::string, DistillOptions>> cases;
+  cases.emplace_back("logit (tau 1)", LogitOptions());
+  cases.emplace_back("logit (label res, mask)", LogitOptions().set_resolution("label").set_mask_ignore(true));
+  cases.emplace_back("feature layer4 conv1x1", FeatureOptions());
+  cases.emplace_back("feature head conv1x1_bn",
+                     FeatureOptions().set_student(head).set_teacher(head).set_projector("conv1x1_bn"));
+  cases.emplace_back("cwd logits (tau 4)", CwdOptions().set_tau(4));
+  cases.emplace_back("cwd head feature", CwdOptions().set_on("feature").set_student(head).set_teacher(head).set_tau(4));
+  cases.emplace_back("pairwise head (k 2)", PairwiseOptions().set_student(head).set_teacher(head));
+  cases.emplace_back("ifvd head", IfvdOptions().set_student(head).set_teacher(head));
+  const std::vector<std::string> layers{"layer1", "layer2", "layer3", "layer4"};
+  cases.emplace_back("at layer1..4", AtOptions().set_student(layers).set_teacher(layers));
+  cases.emplace_back("dist (tau 1)", DistOptions());
 
   auto label = torch::randint(classes, {args.batch, h, w}, torch::kLong);
   label.masked_fill_(torch::rand({args.batch, h, w}) < 0.1, ignore);

@@ -37,7 +37,7 @@ double time_ms(Fn&& fn) {
 }
 
 void bench(const std::string& backbone, int rounds, int64_t batch, int64_t size, int64_t classes) {
-  ModelConfig mc;
+  models::ModelOptions mc;
   mc.backbone = backbone;
   mc.aux_head = false;
   torch::manual_seed(0);

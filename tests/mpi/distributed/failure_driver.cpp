@@ -18,7 +18,7 @@
 namespace {
 
 using namespace segkd::dist;
-using segkd::DistributedConfig;
+using segkd::dist::DistributedOptions;
 
 /// Stands in for a rank that is alive but busy elsewhere (data loading, a long evaluation): it never reaches the
 /// collective its peers wait in. Bounded so a broken watchdog fails the test by timeout instead of hanging.
@@ -28,7 +28,7 @@ void stay_busy_elsewhere(double seconds) {
 }
 
 int run(const std::string& mode, int arg) {
-  DistributedConfig cfg;
+  DistributedOptions cfg;
   cfg.backend = "mpi";
   cfg.timeout_s = mode.rfind("skip", 0) == 0 ? 3 : 60;
   auto comm = make_communicator(cfg, torch::kCPU);

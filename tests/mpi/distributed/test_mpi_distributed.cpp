@@ -19,8 +19,8 @@ namespace {
 
 using segkd::testing::tensors_close;
 
-DistributedConfig test_config() {
-  DistributedConfig cfg;
+DistributedOptions test_config() {
+  DistributedOptions cfg;
   cfg.backend = "mpi";
   cfg.timeout_s = 20;  // a hang fails the test instead of the ctest timeout
   return cfg;
@@ -187,7 +187,7 @@ TEST_F(MpiTest, ReducerWithSyncBatchNormEqualsFullBatchGradients) {
   for_each_norm(*net, [&](Norm2dImpl& nm) { synced += nm.is_sync() ? 1 : 0; });
   EXPECT_EQ(synced, 2);
 
-  DistributedConfig cfg = test_config();
+  DistributedOptions cfg = test_config();
   cfg.first_bucket_mb = 100.0 / (1024 * 1024);  // tiny buckets: several all-reduces overlap backward
   cfg.bucket_mb = 1500.0 / (1024 * 1024);
   GradReducer reducer(comm, net->parameters(), cfg);
@@ -253,7 +253,7 @@ TEST_F(MpiTest, ReducerHandlesUnusedAndRankDependentParameters) {
   auto rank0_only = torch::ones({3}, torch::requires_grad());
   auto unused = torch::ones({4}, torch::requires_grad());
   auto dbl = torch::ones({2}, torch::TensorOptions(torch::kDouble).requires_grad(true));
-  DistributedConfig cfg = test_config();
+  DistributedOptions cfg = test_config();
   cfg.first_bucket_mb = 1e-6;  // every parameter its own bucket
   cfg.bucket_mb = 1e-6;
   GradReducer reducer(comm, {used, rank0_only, unused, dbl}, cfg);
@@ -306,7 +306,7 @@ TEST_F(MpiTest, RankDependentUsageWithSyncBatchNormStaysConsistent) {
   convert_sync_batchnorm(*net, comm);
   auto params = net->parameters();
   for (auto& p : extra->parameters()) params.push_back(p);
-  DistributedConfig cfg = test_config();
+  DistributedOptions cfg = test_config();
   cfg.first_bucket_mb = 1e-6;
   cfg.bucket_mb = 1e-6;  // one parameter per bucket: the extra head's buckets come first
   GradReducer reducer(comm, params, cfg);

@@ -13,7 +13,7 @@ namespace segkd {
 namespace {
 
 std::shared_ptr<dist::Communicator> mpi() {
-  DistributedConfig dc;
+  dist::DistributedOptions dc;
   dc.backend = "mpi";
   dc.timeout_s = 120;
   return dist::make_communicator(dc, torch::kCPU);
@@ -34,7 +34,7 @@ TEST(Int8Calibration, RangeReductionIsMinOfMinimaAndMaxOfMaxima) {
 TEST(Int8Calibration, EveryRankQuantisesIdentically) {
   auto comm = mpi();
   const int rank = comm->rank();
-  ModelConfig mc;
+  models::ModelOptions mc;
   torch::manual_seed(5);  // the same teacher weights on every rank
   auto model = models::build_model(mc, 4);
   models::prepare_teacher(model, /*fold_bn=*/true);

@@ -28,7 +28,7 @@ torch::Tensor seg_loss(models::Segmentor& m, const torch::Tensor& x, const torch
 }
 
 TEST(TrainParity, RanksTimesBatchEqualsOneProcessFullBatch) {
-  DistributedConfig dc;
+  dist::DistributedOptions dc;
   dc.backend = "mpi";
   dc.timeout_s = 120;
   dc.bucket_mb = 4;  // several buckets
@@ -37,7 +37,7 @@ TEST(TrainParity, RanksTimesBatchEqualsOneProcessFullBatch) {
   const int64_t global = 6, per = global / world;
   ASSERT_EQ(global % world, 0);
 
-  ModelConfig mc;
+  models::ModelOptions mc;
   mc.dropout = 0;
   auto make = [&] {
     torch::manual_seed(11);

@@ -19,16 +19,12 @@ std::string json_list(const std::vector<std::string>& items) {
   return out + "]";
 }
 
-std::string to_json(const DistillConfig& c) {
-  std::ostringstream os;
-  os.precision(17);
-  os << "{\"type\": \"" << c.type << "\", \"tau\": " << c.tau << ", \"resolution\": \"" << c.resolution
-     << "\", \"mask_ignore\": " << (c.mask_ignore ? "true" : "false") << ", \"student\": " << json_list(c.student)
-     << ", \"teacher\": " << json_list(c.teacher) << ", \"normalize\": \"" << c.normalize
-     << "\", \"projector\": \"" << c.projector << "\", \"on\": \"" << c.on << "\", \"pool_kernel\": "
-     << c.pool_kernel << ", \"beta\": " << c.beta << ", \"gamma\": " << c.gamma
-     << ", \"ignore_index\": " << kIgnore << "}";
-  return os.str();
+/// Every option of the term as JSON, in the form of the resolved TOML (losses::render_distill: the former shared keys
+/// included, so the Python side reads each key it needs whatever the term).
+std::string to_json(const DistillOptions& c) {
+  std::string out = "{";
+  for (const auto& [key, text] : render_distill(c)) out += "\"" + key + "\": " + text + ", ";
+  return out + "\"ignore_index\": " + std::to_string(kIgnore) + "}";
 }
 
 torch::Tensor random_label(std::vector<int64_t> shape, int64_t classes) {
@@ -39,7 +35,7 @@ torch::Tensor random_label(std::vector<int64_t> shape, int64_t classes) {
 /// One parity case: inputs, what to run, and where to write it.
 struct Case {
   std::string name;
-  DistillConfig cfg;                                // type "ce" = segmentation_ce
+  DistillOptions cfg;                                // type "ce" = segmentation_ce
   std::map<std::string, torch::Tensor> student;     // "logits" or feature name -> tensor
   std::map<std::string, torch::Tensor> teacher;
   torch::Tensor label;
@@ -99,15 +95,11 @@ void write_case(const Case& cs, const std::string& dir) {
   auto bytes = torch::pickle_save(c10::IValue(out));
   std::ofstream f(dir + "/" + cs.name + ".pt", std::ios::binary);
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  DistillConfig cfg = cs.cfg;
+  DistillOptions cfg = cs.cfg;
   segkd::testing::write_text(dir + "/" + cs.name + ".json", to_json(cfg));
 }
 
-DistillConfig cfg(const std::string& type) {
-  DistillConfig c;
-  c.type = type;
-  return c;
-}
+DistillOptions cfg(const std::string& type) { return DistillOptions(type); }
 
 std::vector<Case> cases() {
   torch::manual_seed(20261122);
@@ -118,65 +110,65 @@ std::vector<Case> cases() {
   v.push_back({"ce_weighted", cfg("ce"), {{"logits", r({2, 5, 13, 17})}}, {}, random_label({2, 13, 17}, 5),
                torch::tensor({0.5f, 1.0f, 2.0f, 0.25f, 1.5f})});
   auto logit = cfg("logit");
-  logit.tau = 2.0;
+  logit.as<LogitOptions>().tau = 2.0;
   v.push_back({"logit_tau2", logit, {{"logits", r({2, 5, 13, 17}) * 2}}, {{"logits", r({2, 5, 13, 17}) * 2}}, {}});
   auto logit_mask = cfg("logit");
-  logit_mask.tau = 4.0;
-  logit_mask.mask_ignore = true;
+  logit_mask.as<LogitOptions>().tau = 4.0;
+  logit_mask.as<LogitOptions>().mask_ignore = true;
   v.push_back({"logit_mask_resized", logit_mask, {{"logits", r({2, 5, 7, 9})}}, {{"logits", r({2, 5, 13, 17})}},
                random_label({2, 27, 35}, 5)});
   auto logit_label = cfg("logit");
-  logit_label.resolution = "label";
-  logit_label.mask_ignore = true;
+  logit_label.as<LogitOptions>().resolution = "label";
+  logit_label.as<LogitOptions>().mask_ignore = true;
   v.push_back({"logit_label_mask", logit_label, {{"logits", r({2, 5, 7, 9})}}, {{"logits", r({2, 5, 7, 9})}},
                random_label({2, 13, 17}, 5)});
   auto feature = cfg("feature");
-  feature.student = {"layer3", "layer4"};
-  feature.teacher = {"layer3", "layer4"};
+  feature.as<FeatureOptions>().student = {"layer3", "layer4"};
+  feature.as<FeatureOptions>().teacher = {"layer3", "layer4"};
   v.push_back({"feature_conv1x1",
                feature,
                {{"layer3", r({2, 6, 13, 17})}, {"layer4", r({2, 8, 7, 9})}},
                {{"layer3", r({2, 10, 13, 17})}, {"layer4", r({2, 12, 13, 17})}},
                {}});
   auto feature_bn = cfg("feature");
-  feature_bn.student = {"head"};
-  feature_bn.teacher = {"head"};
-  feature_bn.projector = "conv1x1_bn";
-  feature_bn.normalize = "channel";
+  feature_bn.as<FeatureOptions>().student = {"head"};
+  feature_bn.as<FeatureOptions>().teacher = {"head"};
+  feature_bn.as<FeatureOptions>().projector = "conv1x1_bn";
+  feature_bn.as<FeatureOptions>().normalize = "channel";
   v.push_back({"feature_bn_channel", feature_bn, {{"head", r({2, 6, 13, 17})}}, {{"head", r({2, 10, 13, 17}) * 3 + 1}},
                {}});
   auto cwd = cfg("cwd");
-  cwd.tau = 4.0;
+  cwd.as<CwdOptions>().tau = 4.0;
   v.push_back({"cwd_logits", cwd, {{"logits", r({2, 5, 13, 17}) * 3}}, {{"logits", r({2, 5, 13, 17}) * 3}}, {}});
   auto cwd_feat = cfg("cwd");
-  cwd_feat.on = "feature";
-  cwd_feat.tau = 2.0;
-  cwd_feat.student = {"head"};
-  cwd_feat.teacher = {"head"};
+  cwd_feat.as<CwdOptions>().on = "feature";
+  cwd_feat.as<CwdOptions>().tau = 2.0;
+  cwd_feat.as<CwdOptions>().student = {"head"};
+  cwd_feat.as<CwdOptions>().teacher = {"head"};
   v.push_back({"cwd_feature_proj", cwd_feat, {{"head", r({2, 6, 13, 17})}}, {{"head", r({2, 10, 13, 17})}}, {}});
   auto pairwise = cfg("pairwise");
-  pairwise.student = {"head"};
-  pairwise.teacher = {"head"};
+  pairwise.as<PairwiseOptions>().student = {"head"};
+  pairwise.as<PairwiseOptions>().teacher = {"head"};
   v.push_back({"pairwise_k2", pairwise, {{"head", r({2, 6, 13, 17})}}, {{"head", r({2, 10, 13, 17})}}, {}});
   auto pairwise3 = pairwise;
-  pairwise3.pool_kernel = 3;
+  pairwise3.as<PairwiseOptions>().pool_kernel = 3;
   v.push_back({"pairwise_k3_resized", pairwise3, {{"head", r({2, 6, 7, 9})}}, {{"head", r({2, 10, 13, 17})}}, {}});
   auto ifvd = cfg("ifvd");
-  ifvd.student = {"head"};
-  ifvd.teacher = {"head"};
+  ifvd.as<IfvdOptions>().student = {"head"};
+  ifvd.as<IfvdOptions>().teacher = {"head"};
   v.push_back({"ifvd", ifvd, {{"head", r({2, 6, 13, 17})}}, {{"head", r({2, 10, 13, 17})}},
                random_label({2, 27, 35}, 5)});
   auto at = cfg("at");
-  at.student = {"layer2", "layer4"};
-  at.teacher = {"layer2", "layer4"};
+  at.as<AtOptions>().student = {"layer2", "layer4"};
+  at.as<AtOptions>().teacher = {"layer2", "layer4"};
   v.push_back({"at_two_layers",
                at,
                {{"layer2", r({2, 6, 13, 17})}, {"layer4", r({2, 8, 7, 9})}},
                {{"layer2", r({2, 10, 13, 17})}, {"layer4", r({2, 12, 13, 17})}},
                {}});
   auto dist = cfg("dist");
-  dist.tau = 2.0;
-  dist.gamma = 2.0;
+  dist.as<DistOptions>().tau = 2.0;
+  dist.as<DistOptions>().gamma = 2.0;
   v.push_back({"dist", dist, {{"logits", r({2, 5, 13, 17}) * 2}}, {{"logits", r({2, 5, 13, 17}) * 2}}, {}});
   return v;
 }

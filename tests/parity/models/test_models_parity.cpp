@@ -41,8 +41,8 @@ class ParityTest : public ::testing::Test {
 
   static std::string file(const std::string& name) { return dir_->file(name); }
 
-  static ModelConfig config(const std::string& arch, const std::string& backbone) {
-    ModelConfig cfg;
+  static ModelOptions config(const std::string& arch, const std::string& backbone) {
+    ModelOptions cfg;
     cfg.arch = arch;
     cfg.backbone = backbone;
     return cfg;

@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
 #include "common/error.h"
 #include "common/logging.h"
 #include "common/run_dir.h"
@@ -71,24 +70,6 @@ TEST_F(Logging, CanBeSetUpTwiceConsoleFirstThenRunDir) {
 TEST_F(Logging, UnknownLevelIsAConfigError) {
   EXPECT_THROW(setup_logging("", 0, "verbose"), ConfigError);
   SEGKD_EXPECT_THROW_MSG(setup_logging("", 0, "verbose"), "log.level = \"verbose\"");
-}
-
-// One rule for log.level: the config accepts exactly the names setup_logging accepts, and both refuse the rest.
-TEST_F(Logging, ConfigAndLoggerAcceptTheSameLevels) {
-  EXPECT_EQ(log_level_names(), (std::vector<std::string>{"trace", "debug", "info", "warn", "error", "off"}));
-  for (const auto& level : log_level_names()) {
-    SCOPED_TRACE(level);
-    EXPECT_NO_THROW(setup_logging("", 0, level));
-    Config cfg;
-    EXPECT_NO_THROW(cfg = load_config_from_string("[log]\nlevel = \"" + level + "\"\n", "x.toml"));
-    EXPECT_EQ(cfg.log.level, level);
-  }
-  for (const char* level : {"warning", "critical", "WARN", ""}) {
-    SCOPED_TRACE(level);
-    EXPECT_THROW(setup_logging("", 0, level), ConfigError);
-    EXPECT_THROW(load_config_from_string(std::string("[log]\nlevel = \"") + level + "\"\n", "x.toml"),
-                 ConfigError);
-  }
 }
 
 TEST(RunDir, CreatesNestedDirectoryAndLeavesNoProbe) {

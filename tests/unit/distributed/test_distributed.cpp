@@ -26,8 +26,8 @@ class MpiEnvironment : public ::testing::Environment {
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
-DistributedConfig mpi_config(double timeout_s = 30) {
-  DistributedConfig cfg;
+DistributedOptions mpi_config(double timeout_s = 30) {
+  DistributedOptions cfg;
   cfg.backend = "mpi";
   cfg.timeout_s = timeout_s;
   return cfg;
@@ -99,7 +99,7 @@ TEST_F(DistributedTest, MisuseThrowsNamedErrors) {
   auto cf = torch::ones({2}, torch::kComplexFloat);
   SEGKD_EXPECT_THROW_MSG(comm->all_reduce(cf, ReduceOp::kSum), "unsupported dtype");
 
-  DistributedConfig bad = mpi_config();
+  DistributedOptions bad = mpi_config();
   bad.backend = "gloo";
   EXPECT_THROW(make_communicator(bad, torch::kCPU), ConfigError);
   SEGKD_EXPECT_THROW_MSG(make_communicator(bad, torch::kCPU), "distributed.backend");
@@ -110,7 +110,7 @@ TEST_F(DistributedTest, MisuseThrowsNamedErrors) {
 }
 
 TEST_F(DistributedTest, AutoBackendOnCpuIsMpi) {
-  DistributedConfig cfg;
+  DistributedOptions cfg;
   EXPECT_EQ(make_communicator(cfg, torch::kCPU)->backend(), "mpi");
   if (cuda_device_count() == 0) EXPECT_TRUE(local_device().is_cpu());
   else EXPECT_EQ(local_device(), torch::Device(torch::kCUDA, 0));
@@ -119,7 +119,7 @@ TEST_F(DistributedTest, AutoBackendOnCpuIsMpi) {
 TEST_F(DistributedTest, NcclSkipsWithoutDevice) {
   if (!nccl_built()) GTEST_SKIP() << "NCCL backend not built";
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: NCCL communicator not exercised";
-  DistributedConfig cfg = mpi_config();
+  DistributedOptions cfg = mpi_config();
   cfg.backend = "nccl";
   auto comm = make_communicator(cfg, torch::Device(torch::kCUDA, 0));
   auto t = torch::ones({5}, torch::Device(torch::kCUDA, 0));
@@ -133,7 +133,7 @@ TEST_F(DistributedTest, BucketsFollowReverseOrderAndCaps) {
   for (int64_t n : {100, 200, 300, 400, 2000}) params.push_back(torch::zeros({n}, torch::requires_grad()));
   params.push_back(torch::zeros({10}));  // no grad: skipped
   constexpr double kMiB = 1024.0 * 1024.0;
-  DistributedConfig cfg = mpi_config();
+  DistributedOptions cfg = mpi_config();
   cfg.first_bucket_mb = 2000 / kMiB;  // bytes: 400 800 1200 1600 8000
   cfg.bucket_mb = 2500 / kMiB;
   GradReducer reducer(comm, params, cfg);

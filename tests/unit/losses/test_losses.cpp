@@ -17,11 +17,7 @@ class LossesTest : public segkd::testing::Seeded {};
 
 constexpr int64_t kIgnore = 255;
 
-DistillConfig cfg_of(const std::string& type) {
-  DistillConfig c;
-  c.type = type;
-  return c;
-}
+DistillOptions cfg_of(const std::string& type) { return DistillOptions(type); }
 
 /// Student and teacher channels used by the term tests: layer4 has equal channels, layer3 differs (4 -> 6).
 Channels student_channels() { return {{"layer3", 4}, {"layer4", 4}, {"head", 4}, {"logits", 3}}; }
@@ -36,38 +32,38 @@ torch::Tensor random_label(int64_t n, int64_t h, int64_t w, int64_t classes) {
 /// The named terms every invariant test runs over: config, and whether the term reads logits (else "layer4").
 struct TermCase {
   std::string name;
-  DistillConfig cfg;
+  DistillOptions cfg;
   bool on_logits;
 };
 
 std::vector<TermCase> term_cases() {
   std::vector<TermCase> cases;
   auto logit = cfg_of("logit");
-  logit.tau = 2.0;
+  logit.as<LogitOptions>().tau = 2.0;
   cases.push_back({"logit", logit, true});
   auto logit_mask = cfg_of("logit");
-  logit_mask.tau = 3.0;
-  logit_mask.mask_ignore = true;
-  logit_mask.resolution = "label";
+  logit_mask.as<LogitOptions>().tau = 3.0;
+  logit_mask.as<LogitOptions>().mask_ignore = true;
+  logit_mask.as<LogitOptions>().resolution = "label";
   cases.push_back({"logit_label_mask", logit_mask, true});
   auto feature = cfg_of("feature");
   cases.push_back({"feature", feature, false});
   auto feature_norm = cfg_of("feature");
-  feature_norm.normalize = "channel";
+  feature_norm.as<FeatureOptions>().normalize = "channel";
   cases.push_back({"feature_channel", feature_norm, false});
   auto cwd = cfg_of("cwd");
-  cwd.tau = 4.0;
+  cwd.as<CwdOptions>().tau = 4.0;
   cases.push_back({"cwd_logits", cwd, true});
   auto cwd_feat = cfg_of("cwd");
-  cwd_feat.on = "feature";
+  cwd_feat.as<CwdOptions>().on = "feature";
   cases.push_back({"cwd_feature", cwd_feat, false});
   auto pairwise = cfg_of("pairwise");
   cases.push_back({"pairwise", pairwise, false});
   cases.push_back({"ifvd", cfg_of("ifvd"), false});
   cases.push_back({"at", cfg_of("at"), false});
   auto dist = cfg_of("dist");
-  dist.tau = 2.0;
-  dist.gamma = 2.0;
+  dist.as<DistOptions>().tau = 2.0;
+  dist.as<DistOptions>().gamma = 2.0;
   cases.push_back({"dist", dist, true});
   return cases;
 }
@@ -142,12 +138,13 @@ TEST_F(LossesTest, EveryTermIsAtItsMinimumZeroWhenStudentEqualsTeacher) {
     double minimum = 0.0;
     if (tc.cfg.type == "dist") {
       // Pearson ρ(a, a) = ‖a‖²/(‖a‖² + 1e-8) with centred a: the minimum is τ²·(β·mean(1−ρ_rows) + γ·mean(1−ρ_cols)).
-      auto y = torch::softmax(x / tc.cfg.tau, 1).permute({0, 2, 3, 1}).reshape({-1, 3});
+      const auto& o = tc.cfg.as<DistOptions>();
+      auto y = torch::softmax(x / o.tau, 1).permute({0, 2, 3, 1}).reshape({-1, 3});
       auto one_minus_rho = [](const torch::Tensor& a) {
         auto n2 = (a - a.mean(1, /*keepdim=*/true)).pow(2).sum(1);
         return (1 - n2 / (n2 + 1e-8)).mean().item<double>();
       };
-      minimum = tc.cfg.tau * tc.cfg.tau * (tc.cfg.beta * one_minus_rho(y) + tc.cfg.gamma * one_minus_rho(y.t()));
+      minimum = o.tau * o.tau * (o.beta * one_minus_rho(y) + o.gamma * one_minus_rho(y.t()));
       EXPECT_LT(minimum, 1e-4);
     }
     EXPECT_NEAR(v, minimum, 1e-9);
@@ -164,7 +161,7 @@ TEST_F(LossesTest, LogitScalesAsTauSquaredTimesTheSoftenedKl) {
   auto t = torch::randn({2, 5, 6, 7}, torch::kDouble);
   auto value = [&](double tau, const torch::Tensor& ss, const torch::Tensor& tt) {
     auto c = cfg_of("logit");
-    c.tau = tau;
+    c.as<LogitOptions>().tau = tau;
     return make_term(c, 0, {}, {}, kIgnore)->forward(output_of(ss, true), output_of(tt, true), {}).item<double>();
   };
   for (double tau : {0.5, 2.0, 4.0}) {
@@ -182,7 +179,7 @@ TEST_F(LossesTest, LogitScalesAsTauSquaredTimesTheSoftenedKl) {
 
 TEST_F(LossesTest, LogitMaskIgnoreAveragesOnlyValidPixels) {
   auto c = cfg_of("logit");
-  c.mask_ignore = true;
+  c.as<LogitOptions>().mask_ignore = true;
   auto s = torch::randn({1, 3, 4, 4});
   auto t = torch::randn({1, 3, 4, 4});
   auto label = torch::zeros({1, 4, 4}, torch::kLong);
@@ -273,11 +270,9 @@ TEST_F(LossesTest, ProjectedTermsPassADoublePrecisionGradientCheckThroughBatchNo
   // layer3: 4 student channels -> 6 teacher channels, so both terms project (1x1 conv + Norm2d in training mode).
   for (const std::string type : {"feature", "cwd"}) {
     SCOPED_TRACE(type);
-    auto c = cfg_of(type);
-    c.on = "feature";
-    c.student = {"layer3"};
-    c.teacher = {"layer3"};
-    c.projector = "conv1x1_bn";
+    auto c = type == "feature"
+                 ? DistillOptions(FeatureOptions().set_student({"layer3"}).set_teacher({"layer3"}).set_projector("conv1x1_bn"))
+                 : DistillOptions(CwdOptions().set_on("feature").set_student({"layer3"}).set_teacher({"layer3"}).set_projector("conv1x1_bn"));
     auto term = make_term(c, 0, student_channels(), teacher_channels(), kIgnore);
     term->to(torch::kDouble);
     ASSERT_EQ(term->parameters().size(), 3u);
@@ -305,31 +300,31 @@ TEST_F(LossesTest, MakeTermRejectsBadTablesNamingTheIndex) {
   auto s = student_channels(), t = teacher_channels();
   SEGKD_EXPECT_THROW_MSG(make_term(cfg_of("kl"), 2, s, t, kIgnore), "distill[2] (type \"kl\"): unknown type");
   auto bad_feature = cfg_of("feature");
-  bad_feature.student = {"layer5"};
+  bad_feature.as<FeatureOptions>().student = {"layer5"};
   SEGKD_EXPECT_THROW_MSG(make_term(bad_feature, 1, s, t, kIgnore),
                          "distill[1] (type \"feature\"): unknown student feature \"layer5\"");
   auto missing = cfg_of("at");
-  missing.student = {"layer1"};
-  missing.teacher = {"layer1"};
+  missing.as<AtOptions>().student = {"layer1"};
+  missing.as<AtOptions>().teacher = {"layer1"};
   SEGKD_EXPECT_THROW_MSG(make_term(missing, 3, s, t, kIgnore), "distill[3] (type \"at\"): the student model");
   auto negative = cfg_of("logit");
   negative.weight = -0.5;
   SEGKD_EXPECT_THROW_MSG(make_term(negative, 0, s, t, kIgnore), "distill[0] (type \"logit\"): weight");
   for (double tau : {0.0, -1.0}) {
     auto c = cfg_of("cwd");
-    c.tau = tau;
+    c.as<CwdOptions>().tau = tau;
     SEGKD_EXPECT_THROW_MSG(make_term(c, 4, s, t, kIgnore), "distill[4] (type \"cwd\"): tau must be > 0");
   }
   auto lengths = cfg_of("feature");
-  lengths.student = {"layer3", "layer4"};
+  lengths.as<FeatureOptions>().student = {"layer3", "layer4"};
   SEGKD_EXPECT_THROW_MSG(make_term(lengths, 5, s, t, kIgnore), "distill[5] (type \"feature\"): student lists 2");
   auto proj = cfg_of("feature");
-  proj.projector = "mlp";
+  proj.as<FeatureOptions>().projector = "mlp";
   SEGKD_EXPECT_THROW_MSG(make_term(proj, 6, s, t, kIgnore), "distill[6] (type \"feature\"): projector = \"mlp\"");
   EXPECT_THROW(make_term(cfg_of("kl"), 0, s, t, kIgnore), ConfigError);
   // The objective forwards the same errors (its table index is the vector position).
-  std::vector<DistillConfig> tables{cfg_of("logit"), cfg_of("nope")};
-  SEGKD_EXPECT_THROW_MSG(Objective(LossConfig{}, tables, int64_t{3}, kIgnore, s, t), "distill[1] (type \"nope\")");
+  std::vector<DistillOptions> tables{cfg_of("logit"), cfg_of("nope")};
+  SEGKD_EXPECT_THROW_MSG(Objective(LossOptions{}, tables, int64_t{3}, kIgnore, s, t), "distill[1] (type \"nope\")");
 }
 
 TEST_F(LossesTest, RegistryListsEveryTerm) {
@@ -347,11 +342,11 @@ TEST_F(LossesTest, TermsDeclareWhatTheyRead) {
   EXPECT_TRUE(logit->teacher_needs().features.empty());
   EXPECT_FALSE(logit->needs_label());
   auto masked = cfg_of("logit");
-  masked.mask_ignore = true;
+  masked.as<LogitOptions>().mask_ignore = true;
   EXPECT_TRUE(make_term(masked, 0, s, t, kIgnore)->needs_label());
   auto feat = cfg_of("feature");
-  feat.student = {"layer3", "head"};
-  feat.teacher = {"layer3", "head"};
+  feat.as<FeatureOptions>().student = {"layer3", "head"};
+  feat.as<FeatureOptions>().teacher = {"layer3", "head"};
   auto f = make_term(feat, 0, s, t, kIgnore);
   EXPECT_FALSE(f->teacher_needs().logits);
   EXPECT_EQ(f->teacher_needs().features, (std::set<std::string>{"layer3", "head"}));
@@ -361,19 +356,19 @@ TEST_F(LossesTest, TermsDeclareWhatTheyRead) {
 // --------------------------------------------------------------------------------------------- objective
 
 TEST_F(LossesTest, ObjectiveSumsWeightedTermsAndReportsEachByName) {
-  LossConfig loss;
+  LossOptions loss;
   loss.aux_weight = 0.4;
   auto logit = cfg_of("logit");
   logit.weight = 0.7;
   auto cwd1 = cfg_of("cwd");
   cwd1.weight = 2.0;
   auto cwd2 = cfg_of("cwd");
-  cwd2.on = "feature";
-  cwd2.student = {"layer3"};
-  cwd2.teacher = {"layer3"};
-  cwd2.projector = "conv1x1_bn";
+  cwd2.as<CwdOptions>().on = "feature";
+  cwd2.as<CwdOptions>().student = {"layer3"};
+  cwd2.as<CwdOptions>().teacher = {"layer3"};
+  cwd2.as<CwdOptions>().projector = "conv1x1_bn";
   cwd2.weight = 0.5;
-  Objective obj(loss, std::vector<DistillConfig>{logit, cwd1, cwd2}, int64_t{3}, kIgnore, student_channels(), teacher_channels());
+  Objective obj(loss, std::vector<DistillOptions>{logit, cwd1, cwd2}, int64_t{3}, kIgnore, student_channels(), teacher_channels());
 
   ModelOutput st, te;
   st.logits = torch::randn({2, 3, 5, 6}, torch::requires_grad());
@@ -413,9 +408,9 @@ TEST_F(LossesTest, ObjectiveSumsWeightedTermsAndReportsEachByName) {
 
 TEST_F(LossesTest, ObjectiveRequestsOnlyWhatTermsRead) {
   auto feat = cfg_of("feature");
-  feat.student = {"layer3"};
-  feat.teacher = {"layer3"};
-  Objective obj(LossConfig{}, std::vector<DistillConfig>{feat, cfg_of("at")}, int64_t{3}, kIgnore, student_channels(), teacher_channels());
+  feat.as<FeatureOptions>().student = {"layer3"};
+  feat.as<FeatureOptions>().teacher = {"layer3"};
+  Objective obj(LossOptions{}, std::vector<DistillOptions>{feat, cfg_of("at")}, int64_t{3}, kIgnore, student_channels(), teacher_channels());
   auto tr = obj->teacher_request();
   EXPECT_FALSE(tr.logits);
   EXPECT_FALSE(tr.aux_logits);
@@ -431,8 +426,8 @@ TEST_F(LossesTest, ObjectiveRequestsOnlyWhatTermsRead) {
 }
 
 TEST_F(LossesTest, SupervisedObjectiveNeedsNoTeacherAndSkipsMissingAux) {
-  LossConfig loss;
-  Objective obj(loss, std::vector<DistillConfig>{}, int64_t{3}, kIgnore, Channels{}, Channels{});
+  LossOptions loss;
+  Objective obj(loss, std::vector<DistillOptions>{}, int64_t{3}, kIgnore, Channels{}, Channels{});
   EXPECT_FALSE(obj->has_distill());
   EXPECT_TRUE(obj->projector_parameters().empty());
   ModelOutput st;
@@ -443,7 +438,7 @@ TEST_F(LossesTest, SupervisedObjectiveNeedsNoTeacherAndSkipsMissingAux) {
   EXPECT_EQ(r.values[0].first, "ce");
   EXPECT_NEAR(r.total.item<double>(), segmentation_ce(st.logits, label, kIgnore).item<double>(), 1e-6);
 
-  Objective kd(loss, std::vector<DistillConfig>{cfg_of("logit")}, int64_t{3}, kIgnore, Channels{}, Channels{});
+  Objective kd(loss, std::vector<DistillOptions>{cfg_of("logit")}, int64_t{3}, kIgnore, Channels{}, Channels{});
   SEGKD_EXPECT_THROW_MSG(kd->forward(st, nullptr, label), "no teacher output");
   ModelOutput te;  // teacher without the logits the term needs
   SEGKD_EXPECT_THROW_MSG(kd->forward(st, &te, label), "distill[0] (type \"logit\"): teacher output has no logits");

@@ -12,7 +12,7 @@ namespace {
 /// A folded teacher with non-trivial BatchNorm statistics (random running mean/var, weight, bias), so folding changes
 /// every convolution.
 Segmentor folded(const std::string& arch, const std::string& backbone, int64_t classes = 5) {
-  ModelConfig mc;
+  ModelOptions mc;
   mc.arch = arch;
   mc.backbone = backbone;
   auto model = build_model(mc, classes);
@@ -121,7 +121,7 @@ TEST_F(Int8, RangesAreTheMinAndMaxSeenOverEveryBatch) {
 }
 
 TEST_F(Int8, RefusesUnfoldedModelsAndOtherBackbones) {
-  ModelConfig mc;
+  ModelOptions mc;
   auto model = build_model(mc, 5);
   prepare_teacher(model, /*fold_bn=*/false);
   SEGKD_EXPECT_THROW_MSG(Int8Segmentor q(model), "BatchNorm must be folded");

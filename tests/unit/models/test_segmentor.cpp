@@ -19,8 +19,8 @@ class ModelsTest : public segkd::testing::Seeded {
   }
 };
 
-ModelConfig config(const std::string& arch, const std::string& backbone, int64_t output_stride = 8) {
-  ModelConfig cfg;
+ModelOptions config(const std::string& arch, const std::string& backbone, int64_t output_stride = 8) {
+  ModelOptions cfg;
   cfg.arch = arch;
   cfg.backbone = backbone;
   cfg.output_stride = output_stride;

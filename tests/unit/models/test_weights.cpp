@@ -27,8 +27,8 @@ class WeightsTest : public segkd::testing::Seeded {
   TempDir dir_;
 };
 
-ModelConfig r18() {
-  ModelConfig cfg;
+ModelOptions r18() {
+  ModelOptions cfg;
   cfg.arch = "pspnet";
   cfg.backbone = "resnet18_v1c";
   return cfg;

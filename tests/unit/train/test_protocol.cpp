@@ -7,7 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "data/image_io.h"
 #include "proto/tensorboard_event.pb.h"  // generated in the build tree (train/CMakeLists.txt)
 #include "tests/testing/testing.h"

@@ -12,7 +12,7 @@
 
 #include <unistd.h>
 
-#include "common/config.h"
+#include "train/config.h"
 #include "common/error.h"
 #include "losses/objective.h"
 #include "models/segmentor.h"
@@ -35,7 +35,7 @@ namespace segkd::train {
 namespace {
 
 TEST(Schedule, PolyRunsFromBaseToFloor) {
-  ScheduleConfig s;
+  ScheduleOptions s;
   s.iterations = 100;
   s.min_lr = 1e-4;
   LrSchedule lr(s, 0.01);
@@ -47,7 +47,7 @@ TEST(Schedule, PolyRunsFromBaseToFloor) {
 }
 
 TEST(Schedule, WarmupRampsLinearlyFromRatio) {
-  ScheduleConfig s;
+  ScheduleOptions s;
   s.iterations = 100;
   s.warmup_iters = 10;
   s.warmup_ratio = 0.1;
@@ -59,7 +59,7 @@ TEST(Schedule, WarmupRampsLinearlyFromRatio) {
 }
 
 TEST(Schedule, StepAndExtendScaleTogether) {
-  ScheduleConfig s;
+  ScheduleOptions s;
   s.policy = "step";
   s.iterations = 100;
   s.steps = {50, 80};
@@ -73,7 +73,7 @@ TEST(Schedule, StepAndExtendScaleTogether) {
 }
 
 TEST(Schedule, BudgetIsExtendedAndDrivesProgress) {
-  ScheduleConfig s;
+  ScheduleOptions s;
   s.budget = "1h30m";
   s.extend = 2.0;
   LrSchedule lr(s, 0.01);
@@ -103,13 +103,13 @@ TEST(Progress, FormatsDurations) {
 class Inference : public segkd::testing::Seeded {};
 
 TEST_F(Inference, SlideWithOneWindowEqualsWhole) {
-  ModelConfig mc;
+  models::ModelOptions mc;
   mc.aux_head = false;
   auto model = models::build_model(mc, 4);
   model->eval();
   torch::NoGradGuard no_grad;
   auto image = torch::randn({1, 3, 40, 56});
-  EvalConfig whole, slide;
+  EvalOptions whole, slide;
   slide.mode = "slide";
   slide.slide_crop = {40, 56};
   slide.slide_stride = {20, 28};
@@ -120,12 +120,12 @@ TEST_F(Inference, SlideWithOneWindowEqualsWhole) {
 }
 
 TEST_F(Inference, SlideCoversEveryPixelOfOddSizes) {
-  ModelConfig mc;
+  models::ModelOptions mc;
   mc.aux_head = false;
   auto model = models::build_model(mc, 3);
   model->eval();
   torch::NoGradGuard no_grad;
-  EvalConfig slide;
+  EvalOptions slide;
   slide.mode = "slide";
   slide.slide_crop = {32, 32};
   slide.slide_stride = {21, 21};
@@ -136,11 +136,10 @@ TEST_F(Inference, SlideCoversEveryPixelOfOddSizes) {
 
 TEST_F(Inference, CheckpointRoundTripAndDamage) {
   segkd::testing::TempDir dir;
-  ModelConfig mc;
+  models::ModelOptions mc;
   auto student = models::build_model(mc, 3);
-  DistillConfig d;
-  d.type = "feature";
-  losses::Objective objective(LossConfig{}, std::vector<DistillConfig>{d}, 3, 255, student->feature_channels(), student->feature_channels());
+  losses::DistillOptions d("feature");
+  losses::Objective objective(losses::LossOptions{}, std::vector<losses::DistillOptions>{d}, 3, 255, student->feature_channels(), student->feature_channels());
   std::vector<torch::Tensor> params = student->parameters();
   for (auto& p : objective->parameters()) params.push_back(p);
   torch::optim::SGD sgd(params, torch::optim::SGDOptions(0.1).momentum(0.9));
@@ -152,7 +151,7 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
   EXPECT_EQ(segkd::testing::read_text(dir.file("checkpoints/latest")), "iter_7.ckpt\n");
 
   auto student2 = models::build_model(mc, 3);
-  losses::Objective objective2(LossConfig{}, std::vector<DistillConfig>{d}, 3, 255, student2->feature_channels(), student2->feature_channels());
+  losses::Objective objective2(losses::LossOptions{}, std::vector<losses::DistillOptions>{d}, 3, 255, student2->feature_channels(), student2->feature_channels());
   std::vector<torch::Tensor> params2 = student2->parameters();
   for (auto& p : objective2->parameters()) params2.push_back(p);
   torch::optim::SGD sgd2(params2, torch::optim::SGDOptions(0.1).momentum(0.9));
@@ -182,7 +181,7 @@ TEST_F(Inference, CheckpointRoundTripAndDamage) {
                          "is damaged or not a segkd checkpoint");
   SEGKD_EXPECT_THROW_MSG(load_checkpoint(dir.file("nope.ckpt"), *student2, *objective2, sgd2), "checkpoint not found");
   // A checkpoint of another architecture names the mismatching tensor.
-  ModelConfig other;
+  models::ModelOptions other;
   other.backbone = "resnet34_v1c";
   auto student3 = models::build_model(other, 3);
   torch::optim::SGD sgd3(student3->parameters(), torch::optim::SGDOptions(0.1));
@@ -374,7 +373,7 @@ TEST(ConfigDiff, ListsChangedKeysOldToNewAndRefusesModelChanges) {
 
 TEST(TeacherRunner, ConcurrentEqualsInlineAndReturnsOnlyWhatIsRequested) {
   torch::manual_seed(5);
-  ModelConfig mc;
+  models::ModelOptions mc;
   auto teacher = models::build_model(mc, 4);
   models::prepare_teacher(teacher, /*fold_bn=*/true);
   OutputRequest request;
@@ -560,7 +559,7 @@ TEST(LossScaler, ScaledStepEqualsUnscaledStepAndOverflowBacksOff) {
 
 
 TEST(TeacherPrecision, CpuRunsFp32OrInt8AndRefusesAutocastPrecisions) {
-  ModelConfig t;
+  models::ModelOptions t;
   t.backbone = "resnet101_v1c";
   const torch::Device cpu(torch::kCPU);
   // Unset: int8 on the CPU for a ResNetV1c teacher with folded BatchNorm, fp32 otherwise.
@@ -597,7 +596,7 @@ TEST(TeacherPrecision, ConfigRefusesUnknownNamesAndAStudentPrecision) {
 
 TEST(TeacherRunner, Int8RunnerReturnsFloatOutputsThatCanBeSavedForBackward) {
   torch::manual_seed(3);
-  ModelConfig mc;
+  models::ModelOptions mc;
   auto teacher = models::build_model(mc, 4);
   models::prepare_teacher(teacher, /*fold_bn=*/true);
   auto int8 = std::make_shared<models::Int8Segmentor>(teacher);
@@ -625,9 +624,9 @@ TEST(TeacherRunner, Int8RunnerReturnsFloatOutputsThatCanBeSavedForBackward) {
 
 TEST_F(Inference, CheckpointKeepsTheInt8TeacherRanges) {
   segkd::testing::TempDir dir;
-  ModelConfig mc;
+  models::ModelOptions mc;
   auto student = models::build_model(mc, 3);
-  losses::Objective objective(LossConfig{}, std::vector<DistillConfig>{}, 3, 255, student->feature_channels(),
+  losses::Objective objective(losses::LossOptions{}, std::vector<losses::DistillOptions>{}, 3, 255, student->feature_channels(),
                               losses::Channels{});
   torch::optim::SGD sgd(student->parameters(), torch::optim::SGDOptions(0.1));
   CheckpointMeta meta{3, 1.0, "h", 1.0, 0};

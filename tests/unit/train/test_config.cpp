@@ -1,15 +1,20 @@
-// Config loading: inheritance, cycles, overrides, every validation error, round-trip and hashing.
+// Config loading (train/config.h): inheritance, cycles, overrides, every validation error, round-trip and hashing,
+// the KD terms' own keys, and configs written before the options moved to their libraries.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <regex>
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "train/config.h"
+
 #include "common/error.h"
 #include "common/hash.h"
+#include "common/logging.h"
 #include "tests/testing/testing.h"
+#include "train/config_diff.h"
 
 namespace segkd {
 namespace {
@@ -258,7 +263,7 @@ TEST(Config, OverridesAreTypedAndAddressArrayItems) {
   EXPECT_EQ(cfg.data.crop[1], 512);
   EXPECT_EQ(cfg.run.name, "x");
   EXPECT_EQ(cfg.student.arch, "deeplabv3");
-  EXPECT_DOUBLE_EQ(cfg.distill[0].tau, 2.0);
+  EXPECT_DOUBLE_EQ(cfg.distill[0].as<losses::LogitOptions>().tau, 2.0);
   EXPECT_DOUBLE_EQ(cfg.distill[0].weight, 0.5);
   EXPECT_EQ(cfg.run.work_dir, "123");  // a string key takes the text as written
   EXPECT_EQ(cfg.data.train, std::vector<std::string>{"foo.h5"});
@@ -271,7 +276,7 @@ TEST(Config, OverridesAreTypedAndAddressArrayItems) {
   Config replaced = load_config_from_string(kDesignExample, "x.toml", {"distill.0.weight=0.5", "distill[0]={type=\"cwd\", tau=4}"});
   ASSERT_EQ(replaced.distill.size(), 1u);
   EXPECT_EQ(replaced.distill[0].type, "cwd");
-  EXPECT_DOUBLE_EQ(replaced.distill[0].tau, 4.0);
+  EXPECT_DOUBLE_EQ(replaced.distill[0].as<losses::CwdOptions>().tau, 4.0);
   EXPECT_DOUBLE_EQ(replaced.distill[0].weight, 1.0);  // the whole item was replaced: 0.5 is gone
 
   Config no_teacher = load_config_from_string(kDesignExample, "x.toml", {"teacher=none", "distill=[]"});
@@ -433,52 +438,125 @@ TEST(Config, EveryShippedConfigLoads) {
   EXPECT_GT(loaded, 0u);
 }
 
-TEST(ParseDuration, AcceptsUnitsAndPlainSeconds) {
-  EXPECT_DOUBLE_EQ(parse_duration("90s", "k"), 90);
-  EXPECT_DOUBLE_EQ(parse_duration("45m", "k"), 2700);
-  EXPECT_DOUBLE_EQ(parse_duration("2h", "k"), 7200);
-  EXPECT_DOUBLE_EQ(parse_duration("1h30m", "k"), 5400);
-  EXPECT_DOUBLE_EQ(parse_duration("1h30m15s", "k"), 5415);
-  EXPECT_DOUBLE_EQ(parse_duration("1.5h", "k"), 5400);
-  EXPECT_DOUBLE_EQ(parse_duration("120", "k"), 120);
-  EXPECT_DOUBLE_EQ(parse_duration(" 2.5 ", "k"), 2.5);
-}
-
-TEST(ParseDuration, RejectsGarbageNamingTheKey) {
-  for (const char* bad : {"", "2x", "h", "1h30", "-5s", "1h1h", "1..5s", "abc"}) {
-    SCOPED_TRACE(bad);
-    SEGKD_EXPECT_THROW_MSG(parse_duration(bad, "schedule.budget"), "schedule.budget = \"" + std::string(bad) + "\"");
-    EXPECT_THROW(parse_duration(bad, "schedule.budget"), ConfigError);
+// One rule for log.level: the config accepts exactly the names setup_logging accepts, and both refuse the rest.
+TEST(Config, LogLevelsAreTheLoggersLevels) {
+  EXPECT_EQ(log_level_names(), (std::vector<std::string>{"trace", "debug", "info", "warn", "error", "off"}));
+  for (const auto& level : log_level_names()) {
+    SCOPED_TRACE(level);
+    EXPECT_NO_THROW(setup_logging("", 0, level));
+    Config cfg;
+    EXPECT_NO_THROW(cfg = load_config_from_string("[log]\nlevel = \"" + level + "\"\n", "x.toml"));
+    EXPECT_EQ(cfg.log.level, level);
   }
+  for (const char* level : {"warning", "critical", "WARN", ""}) {
+    SCOPED_TRACE(level);
+    EXPECT_THROW(setup_logging("", 0, level), ConfigError);
+    EXPECT_THROW(load_config_from_string(std::string("[log]\nlevel = \"") + level + "\"\n", "x.toml"),
+                 ConfigError);
+  }  setup_logging("", 0, "info");  // the console logger at its default level again
 }
 
-TEST(StableHash, IsFnv1a64) {
-  EXPECT_EQ(stable_hash(""), "cbf29ce484222325");  // published FNV-1a test vectors
-  EXPECT_EQ(stable_hash("a"), "af63dc4c8601ec8c");
-  EXPECT_EQ(stable_hash("foobar"), "85944171f73967e8");
+// ------------------------------------------------------------------------------------------ KD terms' own keys
+
+TEST(Config, AnOptionTheKdTermDoesNotTakeIsRefusedNamingBoth) {
+  std::string msg = config_error([] {
+    load_config_from_string("[teacher]\n[[distill]]\ntype = \"logit\"\ntau = 2\nstudent = [\"layer3\"]\n", "x.toml");
+  });
+  EXPECT_NE(msg.find("x.toml:5:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("distill[0].student: KD term 'logit' does not take option 'student' (it takes: weight, tau, "
+                     "resolution, mask_ignore)"),
+            std::string::npos)
+      << msg;
+  // Every term refuses every key it does not take, also at its default value.
+  for (const auto& type : losses::registered_terms()) {
+    const auto takes = losses::DistillOptions(type).keys();
+    for (const auto& key : losses::former_shared_keys()) {
+      if (std::find(takes.begin(), takes.end(), key.name) != takes.end()) continue;
+      SCOPED_TRACE(type + " " + key.name);
+      std::string m = config_error([&] {
+        load_config_from_string(str_cat("[teacher]\n[[distill]]\ntype = \"", type, "\"\n", key.name, " = ", key.text,
+                                        "\n"),
+                                "x.toml");
+      });
+      EXPECT_NE(m.find(str_cat("KD term '", type, "' does not take option '", key.name, "'")), std::string::npos) << m;
+    }
+  }
+  // With --set, and in a table written in resolved form.
+  SEGKD_EXPECT_THROW_MSG(load_config_from_string(kDesignExample, "x.toml", {"distill.0.pool_kernel=3"}),
+                         "--set distill.0.pool_kernel=3: distill[0].pool_kernel: KD term 'logit' does not take option "
+                         "'pool_kernel'");
+  Config cfg = load_config_from_string(kDesignExample, "x.toml");
+  SEGKD_EXPECT_THROW_MSG(load_config_from_string(cfg.resolved_toml, "resolved.toml", {"distill[0].beta=2"}),
+                         "KD term 'logit' does not take option 'beta'");
+  // A typo is still an unknown key, with a suggestion among the term's own keys.
+  SEGKD_EXPECT_THROW_MSG(
+      load_config_from_string("[teacher]\n[[distill]]\ntype = \"feature\"\nprojektor = \"conv1x1\"\n", "x.toml"),
+      "unknown key 'distill[0].projektor' (did you mean 'distill[0].projector'?)");
 }
 
-TEST(Fnv1a64, IncrementalUpdatesEqualOneUpdate) {
-  EXPECT_EQ(Fnv1a64().hex(), "cbf29ce484222325");
-  EXPECT_EQ(Fnv1a64().update(std::string("foo")).update("bar", 3).hex(), "85944171f73967e8");
-  EXPECT_EQ(Fnv1a64().update(std::string("foobar")).value(), 0x85944171f73967e8ULL);
+TEST(Config, KdTermOptionsReadIntoTheTermsOwnType) {
+  Config cfg = load_config_from_string(
+      "[teacher]\n[[distill]]\ntype = \"cwd\"\ntau = 4\non = \"feature\"\nstudent = [\"head\"]\nteacher = [\"head\"]\n"
+      "[[distill]]\ntype = \"pairwise\"\nweight = 0.5\npool_kernel = 3\n",
+      "x.toml");
+  ASSERT_EQ(cfg.distill.size(), 2u);
+  const auto& cwd = cfg.distill[0].as<losses::CwdOptions>();
+  EXPECT_DOUBLE_EQ(cwd.tau, 4.0);
+  EXPECT_EQ(cwd.on, "feature");
+  EXPECT_EQ(cwd.student, std::vector<std::string>{"head"});
+  EXPECT_EQ(cfg.distill[1].as<losses::PairwiseOptions>().pool_kernel, 3);
+  EXPECT_DOUBLE_EQ(cfg.distill[1].weight, 0.5);
 }
 
-// The word-wise variant module_checksum uses: values computed with the loop it replaced (grad_reducer.cpp before
-// the hash was shared), with the published offset basis.
-TEST(Fnv1a64, WordWiseValuesArePinned) {
-  const std::string s = "0123456789abcdefXYZ";  // two whole words and a 3-byte tail
-  EXPECT_EQ(Fnv1a64().update_words(s.data(), s.size()).hex(), "af6d82e0fa8645b0");
-  EXPECT_NE(Fnv1a64().update_words(s.data(), s.size()).hex(), Fnv1a64().update(s).hex());
-  EXPECT_EQ(Fnv1a64().update_words("abc", 3).hex(), Fnv1a64().update(std::string("abc")).hex());  // tail only
+// ------------------------------------------------------------------------- configs written before the change
+
+std::string fixture(const std::string& name) {
+  return segkd::testing::read_text(std::string(segkd::testing::source_dir()) + "/tests/unit/train/fixtures/" + name);
 }
 
-TEST(EditDistance, Levenshtein) {
-  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
-  EXPECT_EQ(edit_distance("", "abc"), 3u);
-  EXPECT_EQ(edit_distance("abc", ""), 3u);
-  EXPECT_EQ(edit_distance("backbon", "backbone"), 1u);
-  EXPECT_EQ(edit_distance("same", "same"), 0u);
+TEST(Config, ResolvedConfigOfAnOlderSegkdKeepsItsTextAndHash) {
+  const std::string before = fixture("kd_all_terms.resolved-1b4e39b.toml");
+  Config resolved = load_config_from_string(before, "runs/fixture/config.toml");
+  EXPECT_EQ(resolved.resolved_toml, before);
+  EXPECT_EQ(resolved.hash, "eb9d70d6e7c5d6c3");
+  EXPECT_TRUE(train::diff_resolved_toml(before, resolved.resolved_toml).empty());  // resume lists no changed key
+  // The source config resolves to the same text and hash as segkd 1b4e39b resolved it.
+  Config source = load_config(std::string(segkd::testing::source_dir()) + "/tests/unit/train/fixtures/kd_all_terms.toml");
+  EXPECT_EQ(source.hash, "eb9d70d6e7c5d6c3");
+  EXPECT_EQ(source.resolved_toml, before);
+  EXPECT_DOUBLE_EQ(source.distill[6].as<losses::DistOptions>().beta, 2.0);
+}
+
+TEST(Config, ResolvedConfigWithOptionsItsTermsIgnoredStillLoads) {
+  // Written by segkd 1b4e39b from kd_ignored_keys.toml, which gave terms options they do not take (then ignored).
+  const std::string before = fixture("kd_ignored_keys.resolved-1b4e39b.toml");
+  Config cfg = load_config_from_string(before, "runs/old/config.toml");
+  ASSERT_EQ(cfg.distill.size(), 2u);
+  EXPECT_EQ(cfg.distill[0].type, "feature");
+  EXPECT_EQ(cfg.distill[1].type, "logit");
+  // What changes is only the ignored values, now shown at their former defaults (what the terms always used).
+  std::vector<std::string> changed;
+  for (const auto& c : train::diff_resolved_toml(before, cfg.resolved_toml)) changed.push_back(c.key);
+  EXPECT_EQ(changed, (std::vector<std::string>{"distill.0.tau", "distill.0.on", "distill.0.beta", "distill.1.student",
+                                               "distill.1.teacher", "distill.1.projector", "distill.1.pool_kernel"}));
+  // The source itself is refused now, naming the term and the option (keys are read in name order: beta first).
+  SEGKD_EXPECT_THROW_MSG(
+      load_config(std::string(segkd::testing::source_dir()) + "/tests/unit/train/fixtures/kd_ignored_keys.toml"),
+      "kd_ignored_keys.toml:12:8: distill[0].beta: KD term 'feature' does not take option 'beta' (it takes: weight, "
+      "student, teacher, normalize, projector)");
+}
+
+TEST(Config, ValidateChecksEveryTableAndTheRulesAcrossThem) {
+  Config cfg = load_config_from_string(kDesignExample, "x.toml");
+  EXPECT_NO_THROW(cfg.validate());
+  cfg.teacher.reset();
+  SEGKD_EXPECT_THROW_MSG(cfg.validate(), "distill[0]: KD terms need a [teacher] table");
+  cfg = load_config_from_string(kDesignExample, "x.toml");
+  cfg.student.precision = "int8";
+  SEGKD_EXPECT_THROW_MSG(cfg.validate(), "student.precision = \"int8\": applies to the teacher only");
+  cfg.student.precision = "";
+  cfg.loss.class_weights = {1.0, 2.0};
+  SEGKD_EXPECT_THROW_MSG(cfg.validate(), "loss.class_weights = [1.0, 2.0]: must have data.num_classes (19) entries");
 }
 
 }  // namespace
