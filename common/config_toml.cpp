@@ -271,14 +271,10 @@ toml::table load_string(const std::string& text, const std::string& virtual_path
   return resolver.resolve(parse_text(text, virtual_path), virtual_path, "");
 }
 
-void apply_override(toml::table& root, const std::string& item, const KeyIndex& index) {
-  const std::string origin = kSetPrefix + item;
-  auto eq = item.find('=');
-  if (eq == std::string::npos) throw ConfigError(origin + ": expected KEY=VALUE");
-  std::string key = trim(item.substr(0, eq));
-  std::string text = trim(item.substr(eq + 1));
+namespace {
 
-  // "distill[0].tau" and "distill.0.tau" are the same key.
+/// "distill[0].tau" and "distill.0.tau" as the tokens {"distill", "0", "tau"}; a malformed key is an error.
+std::vector<std::string> split_key(const std::string& key, const std::string& origin) {
   std::string dotted;
   for (char c : key) {
     if (c == '[') {
@@ -288,15 +284,78 @@ void apply_override(toml::table& root, const std::string& item, const KeyIndex& 
     }
   }
   std::vector<std::string> tokens;
-  {
-    std::stringstream ss(dotted);
-    std::string t;
-    while (std::getline(ss, t, '.')) tokens.push_back(trim(t));
-    if (!dotted.empty() && dotted.back() == '.') tokens.emplace_back();
-  }
+  std::stringstream ss(dotted);
+  std::string t;
+  while (std::getline(ss, t, '.')) tokens.push_back(trim(t));
+  if (!dotted.empty() && dotted.back() == '.') tokens.emplace_back();
   if (tokens.empty() || std::any_of(tokens.begin(), tokens.end(), [](const auto& t) { return t.empty(); })) {
     throw ConfigError(origin + ": malformed key '" + key + "'");
   }
+  return tokens;
+}
+
+/// The value is TOML (`0.02`, `[256, 512]`, `"x"`); a bare word is a string. A string-typed key takes the text
+/// as written (`run.name=123`), and an array-of-strings key accepts a single string. Returns a table {v = value}.
+toml::table parse_override_value(const std::string& text, const std::string& expected, const std::string& origin) {
+  auto parse_value = [&](const std::string& toml_text) { return toml::parse("v = " + toml_text, origin); };
+  toml::table parsed;
+  try {
+    parsed = parse_value(text);
+  } catch (const toml::parse_error&) {
+    parsed = parse_value(format_string(text));
+  }
+  if (parsed.size() != 1 || parsed.get("v") == nullptr) parsed = parse_value(format_string(text));
+  if (expected == "string" && !parsed.get("v")->is_string()) parsed = parse_value(format_string(text));
+  if (expected == "array of strings" && parsed.get("v")->is_string()) {
+    parsed = parse_value("[" + format_string(parsed.get("v")->as_string()->get()) + "]");
+  }
+  return parsed;
+}
+
+/// The array element `token` of `arr` (reached through `walked`), or an out-of-range error.
+size_t array_index(const toml::array& arr, const std::string& token, const std::string& walked,
+                   const std::string& origin) {
+  const size_t idx = std::stoul(token);
+  if (idx >= arr.size()) {
+    throw ConfigError(str_cat(origin, ": index ", idx, " out of range: ", walked, " has ", arr.size(), " entries"));
+  }
+  return idx;
+}
+
+/// The node holding the last token: walks all tokens but the last from `root`, creating missing tables (`--set
+/// teacher.arch=...` configures a teacher; "none" is replaced). `walked` receives the path walked.
+toml::node* walk_to_parent(toml::table& root, const std::vector<std::string>& tokens, const std::string& origin,
+                           std::string& walked) {
+  toml::node* cur = &root;
+  for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    if (auto* tbl = cur->as_table()) {
+      const toml::node* child = tbl->get(t);
+      if (child == nullptr && is_index(tokens[i + 1])) {  // "distill.0.tau" with no [[distill]] at all
+        throw ConfigError(str_cat(origin, ": index ", tokens[i + 1], " out of range: ", t, " has 0 entries"));
+      }
+      if (child == nullptr || (child->is_string() && child->as_string()->get() == "none")) {
+        tbl->insert_or_assign(t, toml::table{});
+      }
+      cur = tbl->get(t);
+    } else if (auto* arr = cur->as_array()) {
+      cur = arr->get(array_index(*arr, t, walked, origin));
+    } else {
+      throw ConfigError(origin + ": " + walked + " is not a table");
+    }
+    walked += (walked.empty() ? "" : ".") + t;
+  }
+  return cur;
+}
+
+}  // namespace
+
+void apply_override(toml::table& root, const std::string& item, const KeyIndex& index) {
+  const std::string origin = kSetPrefix + item;
+  auto eq = item.find('=');
+  if (eq == std::string::npos) throw ConfigError(origin + ": expected KEY=VALUE");
+  const std::string key = trim(item.substr(0, eq));
+  const std::vector<std::string> tokens = split_key(key, origin);
 
   auto is_array = [&](const std::string& s) {
     return std::find(index.arrays.begin(), index.arrays.end(), s) != index.arrays.end();
@@ -318,55 +377,13 @@ void apply_override(toml::table& root, const std::string& item, const KeyIndex& 
     throw ConfigError(origin + ": unknown key '" + display + "'" + suggestion(display, index.candidates(display)));
   }
   const std::string expected = type_it == index.types.end() ? "" : type_it->second;
-
-  // The value is TOML (`0.02`, `[256, 512]`, `"x"`); a bare word is a string. A string-typed key takes the text
-  // as written (`run.name=123`), and an array-of-strings key accepts a single string.
-  auto parse_value = [&](const std::string& toml_text) { return toml::parse("v = " + toml_text, origin); };
-  toml::table parsed;
-  try {
-    parsed = parse_value(text);
-  } catch (const toml::parse_error&) {
-    parsed = parse_value(format_string(text));
-  }
-  if (parsed.size() != 1 || parsed.get("v") == nullptr) parsed = parse_value(format_string(text));
-  if (expected == "string" && !parsed.get("v")->is_string()) parsed = parse_value(format_string(text));
-  if (expected == "array of strings" && parsed.get("v")->is_string()) {
-    parsed = parse_value("[" + format_string(parsed.get("v")->as_string()->get()) + "]");
-  }
+  toml::table parsed = parse_override_value(trim(item.substr(eq + 1)), expected, origin);
   toml::node& value = *parsed.get("v");
 
-  toml::node* cur = &root;
   std::string walked;
-  for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-    const std::string& t = tokens[i];
-    if (auto* tbl = cur->as_table()) {
-      const toml::node* child = tbl->get(t);
-      if (child == nullptr && is_index(tokens[i + 1])) {  // "distill.0.tau" with no [[distill]] at all
-        throw ConfigError(str_cat(origin, ": index ", tokens[i + 1], " out of range: ", t, " has 0 entries"));
-      }
-      // A missing table is created (`--set teacher.arch=...` configures a teacher); "none" is replaced.
-      if (child == nullptr || (child->is_string() && child->as_string()->get() == "none")) {
-        tbl->insert_or_assign(t, toml::table{});
-      }
-      cur = tbl->get(t);
-    } else if (auto* arr = cur->as_array()) {
-      size_t idx = std::stoul(t);
-      if (idx >= arr->size()) {
-        throw ConfigError(str_cat(origin, ": index ", idx, " out of range: ", walked, " has ", arr->size(),
-                                  " entries"));
-      }
-      cur = arr->get(idx);
-    } else {
-      throw ConfigError(origin + ": " + walked + " is not a table");
-    }
-    walked += (walked.empty() ? "" : ".") + t;
-  }
+  toml::node* cur = walk_to_parent(root, tokens, origin, walked);
   if (auto* arr = cur->as_array(); arr != nullptr && is_index(tokens.back())) {  // "distill[0]={type=...}"
-    size_t idx = std::stoul(tokens.back());
-    if (idx >= arr->size()) {
-      throw ConfigError(str_cat(origin, ": index ", idx, " out of range: ", walked, " has ", arr->size(),
-                                " entries"));
-    }
+    const size_t idx = array_index(*arr, tokens.back(), walked, origin);
     arr->replace(arr->cbegin() + static_cast<std::ptrdiff_t>(idx), std::move(value));
     return;
   }
