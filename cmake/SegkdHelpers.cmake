@@ -41,3 +41,13 @@ function(segkd_add_mpi_test name)
       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;SEGKD_SOURCE_DIR=${PROJECT_SOURCE_DIR};SEGKD_BINARY_DIR=${PROJECT_BINARY_DIR};OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1")
   endforeach()
 endfunction()
+
+# segkd_link_hdf5(TARGET SCOPE): links HDF5's C library, through its imported target where CMake's FindHDF5 made one.
+function(segkd_link_hdf5 target scope)
+  if(TARGET hdf5::hdf5)
+    target_link_libraries(${target} ${scope} hdf5::hdf5)
+  else()
+    target_include_directories(${target} ${scope} ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS})
+    target_link_libraries(${target} ${scope} ${HDF5_C_LIBRARIES})
+  endif()
+endfunction()
