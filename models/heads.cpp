@@ -121,9 +121,10 @@ const PSPHeadImpl::Factored& PSPHeadImpl::factored(int64_t h, int64_t w) {
     return factored_;
   }
   torch::NoGradGuard no_grad;
-  Factored f{h, w, static_cast<int64_t>(weight._version()), weight.data_ptr(), {}, {}};
+  Factored f{h, w, static_cast<int64_t>(weight._version()), weight.data_ptr(), {}, {}, {}};
   const int64_t out = weight.size(0), c = pool_convs_[0]->conv->weight.size(0);
   const int64_t cx = weight.size(1) - static_cast<int64_t>(scales_.size()) * c;
+  f.x_weights = weight.narrow(1, 0, cx).contiguous();
   std::vector<torch::Tensor> spreads;
   for (size_t i = 0; i < scales_.size(); ++i) {
     const int64_t s = scales_[i];
@@ -149,9 +150,9 @@ torch::Tensor PSPHeadImpl::forward_feature_factored(const torch::Tensor& x) {
   // all the shifted upsamplings together are one matrix product with `spread`.
   auto& conv = bottleneck_->conv;
   const auto& weight = conv->weight;
-  const int64_t n = x.size(0), cx = x.size(1), h = x.size(2), w = x.size(3), out = weight.size(0);
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3), out = weight.size(0);
   const auto& f = factored(h, w);
-  auto y = torch::conv2d(x, weight.narrow(1, 0, cx), conv->bias, /*stride=*/1, /*padding=*/1);
+  auto y = torch::conv2d(x, f.x_weights, conv->bias, /*stride=*/1, /*padding=*/1);
   std::vector<torch::Tensor> mixed;
   for (size_t i = 0; i < scales_.size(); ++i) {
     const int64_t s = scales_[i];

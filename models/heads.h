@@ -58,6 +58,7 @@ class PSPHeadImpl : public DecodeHeadImpl {
   struct Factored {
     int64_t h = -1, w = -1, version = -1;
     const void* weights = nullptr;
+    torch::Tensor x_weights;          ///< the bottleneck weights that read the input map, contiguous
     std::vector<torch::Tensor> taps;  ///< per branch: its bottleneck weights as nine stacked 1x1 convolutions
     torch::Tensor spread;             ///< [sum over branches of 9 * scale^2, h * w]: shifted bilinear upsampling
   };
