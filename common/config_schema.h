@@ -126,6 +126,14 @@ class Checker {
   std::string context_, prefix_;
 };
 
+/// An options struct's standalone `validate(prefix)`: its `validate(prefix, check)` with a key-form Checker that
+/// shows the struct's own values (no locations).
+template <typename S>
+void validate_standalone(const S& s, const std::string& prefix) {
+  const Shown shown = shown_values(s, prefix);
+  s.validate(prefix, Checker(nullptr, &shown));
+}
+
 /// Parses a duration such as "90s", "45m", "2h", "1h30m" into seconds. Throws ConfigError naming `key`.
 double parse_duration(const std::string& text, const std::string& key);
 

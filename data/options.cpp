@@ -22,8 +22,7 @@ const std::vector<Field<DataOptions>>& DataOptions::fields() {
 }
 
 void DataOptions::validate(const std::string& prefix) const {
-  const Shown shown = shown_values(*this, prefix);
-  validate(prefix, Checker(nullptr, &shown));
+  validate_standalone(*this, prefix);
 }
 
 void DataOptions::validate(const std::string& p, const Checker& check) const {
@@ -61,8 +60,7 @@ const std::vector<Field<AugmentOptions>>& AugmentOptions::fields() {
 }
 
 void AugmentOptions::validate(const std::string& prefix) const {
-  const Shown shown = shown_values(*this, prefix);
-  validate(prefix, Checker(nullptr, &shown));
+  validate_standalone(*this, prefix);
 }
 
 void AugmentOptions::validate(const std::string& p, const Checker& check) const {

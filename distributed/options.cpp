@@ -12,8 +12,7 @@ const std::vector<Field<DistributedOptions>>& DistributedOptions::fields() {
 }
 
 void DistributedOptions::validate(const std::string& prefix) const {
-  const Shown shown = shown_values(*this, prefix);
-  validate(prefix, Checker(nullptr, &shown));
+  validate_standalone(*this, prefix);
 }
 
 void DistributedOptions::validate(const std::string& p, const Checker& check) const {

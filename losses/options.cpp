@@ -54,8 +54,7 @@ const std::vector<Field<LossOptions>>& LossOptions::fields() {
 }
 
 void LossOptions::validate(const std::string& prefix) const {
-  const Shown shown = shown_values(*this, prefix);
-  validate(prefix, Checker(nullptr, &shown));
+  validate_standalone(*this, prefix);
 }
 
 void LossOptions::validate(const std::string& p, const Checker& check) const {

@@ -14,8 +14,7 @@ const std::vector<Field<ModelOptions>>& ModelOptions::fields() {
 }
 
 void ModelOptions::validate(const std::string& prefix) const {
-  const Shown shown = shown_values(*this, prefix);
-  validate(prefix, Checker(nullptr, &shown));
+  validate_standalone(*this, prefix);
 }
 
 void ModelOptions::validate(const std::string& p, const Checker& check) const {

@@ -5,19 +5,12 @@
 
 namespace segkd::train {
 
-#define SEGKD_STANDALONE_VALIDATE(S)                       \
-  void S::validate(const std::string& prefix) const {      \
-    const Shown shown = shown_values(*this, prefix);       \
-    validate(prefix, Checker(nullptr, &shown));            \
-  }
-
-SEGKD_STANDALONE_VALIDATE(RunOptions)
-SEGKD_STANDALONE_VALIDATE(OptimizerOptions)
-SEGKD_STANDALONE_VALIDATE(ScheduleOptions)
-SEGKD_STANDALONE_VALIDATE(EvalOptions)
-SEGKD_STANDALONE_VALIDATE(CheckpointOptions)
-SEGKD_STANDALONE_VALIDATE(LogOptions)
-#undef SEGKD_STANDALONE_VALIDATE
+void RunOptions::validate(const std::string& prefix) const { validate_standalone(*this, prefix); }
+void OptimizerOptions::validate(const std::string& prefix) const { validate_standalone(*this, prefix); }
+void ScheduleOptions::validate(const std::string& prefix) const { validate_standalone(*this, prefix); }
+void EvalOptions::validate(const std::string& prefix) const { validate_standalone(*this, prefix); }
+void CheckpointOptions::validate(const std::string& prefix) const { validate_standalone(*this, prefix); }
+void LogOptions::validate(const std::string& prefix) const { validate_standalone(*this, prefix); }
 
 const std::vector<Field<RunOptions>>& RunOptions::fields() {
   using S = RunOptions;
