@@ -93,6 +93,13 @@ static std::string env_or(const char* name, const char* fallback) {
 std::string source_dir() { return env_or(env::kTestSourceDir, "."); }
 std::string binary_dir() { return env_or(env::kTestBinaryDir, "."); }
 
+std::string segkd_bin() { return binary_dir() + "/segkd"; }
+
+std::string mpirun(int n) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "
+         "mpiexec -n " + std::to_string(n) + " --oversubscribe --bind-to none ";
+}
+
 int run_command(const std::string& command, std::string* output) {
   std::string full = command + " 2>&1";
   FILE* pipe = popen(full.c_str(), "r");

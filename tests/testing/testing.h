@@ -66,6 +66,12 @@ std::string binary_dir();
 /// Runs a shell command, returns its exit status; stdout+stderr go to `output` when given.
 int run_command(const std::string& command, std::string* output = nullptr);
 
+/// The segkd executable of the build tree, for end-to-end tests.
+std::string segkd_bin();
+/// The command prefix that launches `n` ranks on this machine (root allowed, 1 thread per rank, oversubscribed,
+/// unbound), ending in a space: `mpirun(2) + segkd_bin() + " train ..."`.
+std::string mpirun(int n);
+
 }  // namespace segkd::testing
 
 /// EXPECT that `statement` throws an exception (any std::exception) whose what() contains `substring`.

@@ -7,8 +7,7 @@ namespace {
 
 using segkd::testing::run_command;
 using segkd::testing::write_text;
-
-std::string segkd_bin() { return segkd::testing::binary_dir() + "/segkd"; }
+using segkd::testing::segkd_bin;
 
 TEST(Cli, HelpListsEverySubcommand) {
   std::string out;

@@ -21,15 +21,10 @@ using nlohmann::json;
 using segkd::testing::read_text;
 using segkd::testing::run_command;
 using segkd::testing::write_text;
+using segkd::testing::segkd_bin;
+using segkd::testing::mpirun;
 
 namespace {
-
-std::string segkd_bin() { return segkd::testing::binary_dir() + "/segkd"; }
-
-std::string mpirun(int n) {
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "
-         "mpiexec -n " + std::to_string(n) + " --oversubscribe --bind-to none ";
-}
 
 /// One synthetic dataset shared by every test of the suite.
 class E2E : public ::testing::Test {
