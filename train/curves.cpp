@@ -47,13 +47,35 @@ std::string value_of(const Labels& labels, const std::string& key) {
   return "";
 }
 
+bool contains(const std::vector<std::string>& keys, const std::string& key) {
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
 std::string group_label(const Labels& group, const std::vector<std::string>& varying) {
   std::string out;
   for (auto& [k, v] : group) {
-    if (std::find(varying.begin(), varying.end(), k) == varying.end()) continue;
-    out += (out.empty() ? "" : " ") + (k == "method" || k == "run" ? v : k + " " + v);
+    if (!contains(varying, k)) continue;
+    const auto text = k == "method" || k == "run" || k == "schedule" ? v : k == "extend" ? "x" + v : k + " " + v;
+    out += (out.empty() ? "" : " ") + text;
   }
   return out;
+}
+
+/// The labels of `group` whose keys are (or, with `keep` false, are not) in `keys`.
+Labels select(const Labels& group, const std::vector<std::string>& keys, bool keep) {
+  Labels out;
+  for (auto& label : group) {
+    if (contains(keys, label.first) == keep) out.push_back(label);
+  }
+  return out;
+}
+
+/// Index of `value` in `seen`, appended when new.
+int index_of(std::vector<Labels>& seen, const Labels& value) {
+  const auto it = std::find(seen.begin(), seen.end(), value);
+  if (it != seen.end()) return static_cast<int>(it - seen.begin());
+  seen.push_back(value);
+  return static_cast<int>(seen.size()) - 1;
 }
 
 }  // namespace
@@ -176,10 +198,18 @@ void write_curves(const std::vector<std::string>& run_dirs, const std::string& o
     }
   }
   if (varying.empty()) varying = keys;
-  PlotChart miou{title + ": mIoU", "training time (s)", "validation mIoU (%)", {}, /*legend_top=*/false,
-                 /*x_from_zero=*/true};
-  PlotChart loss{title + ": training loss", "training time (s)", "task cross-entropy", {}, /*legend_top=*/true,
-                 /*x_from_zero=*/true};
+  // Where the lines differ by method (or grid point) and by schedule length, the colour shows the first and the
+  // line style the second: a method's 1x and 2x runs share a colour.
+  const std::vector<std::string> schedule_keys{"schedule", "extend"};
+  bool style_by_schedule = false, colour_by_rest = false;
+  for (auto& k : varying) (contains(schedule_keys, k) ? style_by_schedule : colour_by_rest) = true;
+  style_by_schedule = style_by_schedule && colour_by_rest;
+  std::vector<Labels> colours, styles;
+  size_t runs_per_group = curves[groups.front()].size();
+  for (auto& g : groups) runs_per_group = curves[g].size() == runs_per_group ? runs_per_group : 0;
+  const auto runs_title = runs_per_group > 1 ? str_cat(" (", runs_per_group, " runs each)") : "";
+  PlotChart miou{title + ": mIoU" + runs_title, "training time (s)", "validation mIoU (%)", {}, /*x_from_zero=*/true};
+  PlotChart loss{title + ": training loss", "training time (s)", "task cross-entropy", {}, /*x_from_zero=*/true};
   for (auto& g : groups) {
     std::vector<std::vector<double>> mt, my, lt, ly;
     for (auto& c : curves[g]) {
@@ -187,11 +217,14 @@ void write_curves(const std::vector<std::string>& run_dirs, const std::string& o
       my.emplace_back();
       for (double v : c.miou) my.back().push_back(100 * v);
     }
-    const auto label = group_label(g, varying) + (curves[g].size() > 1 ? str_cat(" (", curves[g].size(), " runs)") : "");
+    const auto label = group_label(g, varying) +
+                       (runs_per_group == 0 && curves[g].size() > 1 ? str_cat(" (", curves[g].size(), " runs)") : "");
     const auto m = combine_series(mt, my), l = combine_series(lt, ly);
+    const int colour = style_by_schedule ? index_of(colours, select(g, schedule_keys, false)) : -1;
+    const int style = style_by_schedule ? 1 + index_of(styles, select(g, schedule_keys, true)) : 1;
     // Also empty series: a group keeps its colour in both charts.
-    miou.series.push_back({label, m.t, m.mean, m.lo, m.hi});
-    loss.series.push_back({label, l.t, l.mean, l.lo, l.hi});
+    miou.series.push_back({label, m.t, m.mean, m.lo, m.hi, colour, style});
+    loss.series.push_back({label, l.t, l.mean, l.lo, l.hi, colour, style});
   }
   std::vector<PlotChart> charts;
   for (auto* chart : {&miou, &loss}) {
@@ -200,7 +233,7 @@ void write_curves(const std::vector<std::string>& run_dirs, const std::string& o
     if (any) charts.push_back(*chart);
   }
   if (charts.empty()) throw InputError(str_cat("--curves: the runs' metrics.jsonl hold no train or eval event"));
-  plot_charts(charts, out, /*width=*/700 * static_cast<int64_t>(charts.size()), /*height=*/560);
+  plot_charts(charts, out, /*width=*/940 * static_cast<int64_t>(charts.size()), /*height=*/560);
 }
 
 }  // namespace segkd::train

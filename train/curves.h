@@ -26,6 +26,8 @@ CurveBand combine_series(const std::vector<std::vector<double>>& ts, const std::
 
 /// Writes `out` (PNG, PLplot): mIoU and training loss against training time, one line per group of runs (their
 /// point.json group without the seed, or their run name), mean over the group's seeds with their range as a band.
+/// Lines that differ in method (or grid point) and in schedule/extend get one colour per method and one line style
+/// per schedule; the legend names only the labels that differ, in `run_dirs`' order of first appearance.
 void write_curves(const std::vector<std::string>& run_dirs, const std::string& out, const std::string& title);
 
 }  // namespace segkd::train

@@ -100,7 +100,7 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
   const auto [y0, y1] = yr.padded();
   pls.adv(0);
   pls.schr(0, 0.8);  // the default size clips the axis labels at 700 x 560 pixels
-  pls.vpor(0.14, 0.96, 0.15, 0.90);
+  pls.vpor(0.125, 0.70, 0.15, 0.90);  // the right 30% of the subpage holds the legend
   pls.wind(x0, x1, y0, y1);
   pls.col0(1);
   pls.width(1.0);
@@ -111,7 +111,8 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
   std::vector<const char*> texts, symbols;
   for (size_t i = 0; i < chart.series.size(); ++i) {
     const auto& s = chart.series[i];
-    const int line = kFirstLine + int(i % kColours.size()), band = kFirstBand + int(i % kColours.size());
+    const size_t c = (s.colour >= 0 ? size_t(s.colour) : i) % kColours.size();
+    const int line = kFirstLine + int(c), band = kFirstBand + int(c);
     if (!s.lo.empty() && s.lo.size() == s.x.size() && s.hi.size() == s.x.size() && s.x.size() > 1) {
       std::vector<PLFLT> px(s.x), py(s.hi);
       px.insert(px.end(), s.x.rbegin(), s.x.rend());
@@ -122,7 +123,9 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
     pls.col0(line);
     pls.width(2.0);
     if (s.x.size() > 1) {
+      pls.lsty(std::clamp(s.style, 1, 8));
       pls.line(static_cast<PLINT>(s.x.size()), s.x.data(), s.y.data());
+      pls.lsty(1);
     } else if (s.x.size() == 1) {
       pls.poin(1, s.x.data(), s.y.data(), 17);  // a filled dot, with the range as an error bar
       if (s.lo.size() == 1 && s.hi.size() == 1) {
@@ -132,7 +135,7 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
     }
     opts.push_back(s.x.size() > 1 ? PL_LEGEND_LINE : PL_LEGEND_SYMBOL);
     colours.push_back(line);
-    styles.push_back(1);
+    styles.push_back(std::clamp(s.style, 1, 8));
     widths.push_back(2.0);
     symbol_numbers.push_back(1);
     symbol_scales.push_back(1.0);
@@ -144,10 +147,11 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
   PLFLT legend_w = 0, legend_h = 0;
   const PLINT n = static_cast<PLINT>(texts.size());
   pls.legend(&legend_w, &legend_h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-             PL_POSITION_INSIDE | PL_POSITION_RIGHT | (chart.legend_top ? PL_POSITION_TOP : PL_POSITION_BOTTOM), 0.02,
-             0.02, 0.08, 0, 1, 1, 0, 0, n, opts.data(), 1.0, 0.9, 2.0, 0.0, colours.data(), texts.data(), nullptr,
-             nullptr, nullptr, nullptr, colours.data(), styles.data(), widths.data(), colours.data(),
-             symbol_scales.data(), symbol_numbers.data(), symbols.data());
+             PL_POSITION_SUBPAGE | PL_POSITION_INSIDE | PL_POSITION_RIGHT | PL_POSITION_TOP, 0.01, 0.10, 0.06, 0, 1,
+             1, 0, 0, n, opts.data(), 1.0, n > 10 ? 0.7 : 0.9, n > 10 ? 1.6 : 2.0,  // smaller and closer: 16 lines fit
+             0.0, colours.data(), texts.data(), nullptr, nullptr, nullptr, nullptr,
+             colours.data(), styles.data(), widths.data(), colours.data(), symbol_scales.data(), symbol_numbers.data(),
+             symbols.data());
 }
 
 }  // namespace

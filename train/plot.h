@@ -15,18 +15,20 @@ struct PlotSeries {
   std::string label;           ///< legend text
   std::vector<double> x, y;    ///< the line (one point is drawn as a marker)
   std::vector<double> lo, hi;  ///< band around it, e.g. min and max over seeds (empty = no band)
+  int colour = -1;             ///< palette index (wraps after 10); -1 = the series' position in its chart
+  int style = 1;               ///< PLplot line style: 1 solid, 2 short dashes, 3 long dashes, ... 8
 };
 
 /// One chart of a picture.
 struct PlotChart {
   std::string title, x_label, y_label;
   std::vector<PlotSeries> series;
-  bool legend_top = true;  ///< legend in the upper right corner (else lower right), where curves rarely are
   bool x_from_zero = false;  ///< the x axis starts at 0 (training time), so runs that end together stay apart
 };
 
-/// Writes `charts` side by side into the PNG `out` (`width` x `height` pixels), white background, black axes, one
-/// colour per series index (the same index has the same colour in every chart). Throws Error when PLplot has no
+/// Writes `charts` side by side into the PNG `out` (`width` x `height` pixels), white background, black axes, each
+/// chart's legend outside its frame on the right (a legend never hides a curve), one colour per series index unless
+/// the series names its own (the same index has the same colour in every chart). Throws Error when PLplot has no
 /// pngcairo device (install plplot-driver-cairo) or a chart has no point.
 void plot_charts(const std::vector<PlotChart>& charts, const std::string& out, int64_t width, int64_t height);
 

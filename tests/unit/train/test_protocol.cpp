@@ -166,7 +166,7 @@ TEST(Plot, CurvesPngIsDrawnAndDependsOnItsInput) {
   EXPECT_GT(fs::file_size(root.file("one.png")), 10000u);
   EXPECT_NE(read_text(root.file("one.png")), read_text(root.file("two.png")));
   auto img = segkd::data::read_image(root.file("one.png"));
-  EXPECT_EQ(img.width, 1400);
+  EXPECT_EQ(img.width, 2 * 940);
   EXPECT_EQ(img.height, 560);
   // Both line colours appear (Tableau blue for "alone", orange for "kd"), the background is white.
   auto count_near = [&](int r, int g, int b) {
@@ -180,6 +180,42 @@ TEST(Plot, CurvesPngIsDrawnAndDependsOnItsInput) {
   EXPECT_GT(count_near(255, 127, 14), 100);
   EXPECT_EQ(img.pixels[0], 255);
   SEGKD_EXPECT_THROW_MSG(write_curves({root.file("nowhere")}, root.file("x.png"), "t"), "no summary.json in");
+}
+
+// compare --extend 1,2: one colour per method (Tableau blue, orange), the extend factor as the line style; without
+// that, four groups would take four colours (also green and red).
+TEST(Plot, CurvesColourByMethodAndStyleByExtend) {
+  TempDir root;
+  auto metrics = [](double scale, int end) {
+    std::string m;
+    for (int i = 1; i <= end; ++i) {
+      m += json{{"event", "train"}, {"iter", 10 * i}, {"train_s", i}, {"loss", {{"ce", scale / i}}}}.dump() + "\n";
+      m += json{{"event", "eval"}, {"iter", 10 * i}, {"mIoU", 0.05 * i * scale}}.dump() + "\n";
+    }
+    return m;
+  };
+  int k = 0;
+  std::vector<std::string> dirs;
+  for (const char* extend : {"1", "2"}) {
+    for (const char* method : {"alone", "kd"}) {
+      dirs.push_back(root.file("r" + std::to_string(k)));
+      make_run(dirs.back(), "r" + std::to_string(k++), true, 0.4, 1, {{"method", method}, {"extend", extend}},
+               metrics(std::string(method) == "kd" ? 0.7 : 1.0, std::string(extend) == "1" ? 4 : 8));
+    }
+  }
+  write_curves(dirs, root.file("c.png"), "test");
+  auto img = segkd::data::read_image(root.file("c.png"));
+  auto count_near = [&](int r, int g, int b) {
+    int64_t n = 0;
+    for (size_t p = 0; p + 2 < img.pixels.size(); p += 3) {
+      n += std::abs(img.pixels[p] - r) + std::abs(img.pixels[p + 1] - g) + std::abs(img.pixels[p + 2] - b) < 30;
+    }
+    return n;
+  };
+  EXPECT_GT(count_near(31, 119, 180), 100);
+  EXPECT_GT(count_near(255, 127, 14), 100);
+  EXPECT_EQ(count_near(44, 160, 44), 0);
+  EXPECT_EQ(count_near(214, 39, 40), 0);
 }
 
 TEST(Plot, TextStripDrawsTitlesWhereAsked) {
