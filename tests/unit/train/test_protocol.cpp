@@ -147,6 +147,15 @@ TEST(Curves, SeedsCombineIntoMeanAndRange) {
   EXPECT_EQ(single.hi, (std::vector<double>{0.6}));
 }
 
+/// Pixels of `img` within a small distance of the colour (r, g, b).
+int64_t count_near(const segkd::data::Image& img, int r, int g, int b) {
+  int64_t n = 0;
+  for (size_t p = 0; p + 2 < img.pixels.size(); p += 3) {
+    n += std::abs(img.pixels[p] - r) + std::abs(img.pixels[p + 1] - g) + std::abs(img.pixels[p + 2] - b) < 30;
+  }
+  return n;
+}
+
 TEST(Plot, CurvesPngIsDrawnAndDependsOnItsInput) {
   TempDir root;
   auto metrics = [](double scale) {
@@ -169,15 +178,8 @@ TEST(Plot, CurvesPngIsDrawnAndDependsOnItsInput) {
   EXPECT_EQ(img.width, 2 * 940);
   EXPECT_EQ(img.height, 560);
   // Both line colours appear (Tableau blue for "alone", orange for "kd"), the background is white.
-  auto count_near = [&](int r, int g, int b) {
-    int64_t n = 0;
-    for (size_t p = 0; p + 2 < img.pixels.size(); p += 3) {
-      n += std::abs(img.pixels[p] - r) + std::abs(img.pixels[p + 1] - g) + std::abs(img.pixels[p + 2] - b) < 30;
-    }
-    return n;
-  };
-  EXPECT_GT(count_near(31, 119, 180), 100);
-  EXPECT_GT(count_near(255, 127, 14), 100);
+  EXPECT_GT(count_near(img, 31, 119, 180), 100);
+  EXPECT_GT(count_near(img, 255, 127, 14), 100);
   EXPECT_EQ(img.pixels[0], 255);
   SEGKD_EXPECT_THROW_MSG(write_curves({root.file("nowhere")}, root.file("x.png"), "t"), "no summary.json in");
 }
@@ -205,17 +207,10 @@ TEST(Plot, CurvesColourByMethodAndStyleByExtend) {
   }
   write_curves(dirs, root.file("c.png"), "test");
   auto img = segkd::data::read_image(root.file("c.png"));
-  auto count_near = [&](int r, int g, int b) {
-    int64_t n = 0;
-    for (size_t p = 0; p + 2 < img.pixels.size(); p += 3) {
-      n += std::abs(img.pixels[p] - r) + std::abs(img.pixels[p + 1] - g) + std::abs(img.pixels[p + 2] - b) < 30;
-    }
-    return n;
-  };
-  EXPECT_GT(count_near(31, 119, 180), 100);
-  EXPECT_GT(count_near(255, 127, 14), 100);
-  EXPECT_EQ(count_near(44, 160, 44), 0);
-  EXPECT_EQ(count_near(214, 39, 40), 0);
+  EXPECT_GT(count_near(img, 31, 119, 180), 100);
+  EXPECT_GT(count_near(img, 255, 127, 14), 100);
+  EXPECT_EQ(count_near(img, 44, 160, 44), 0);
+  EXPECT_EQ(count_near(img, 214, 39, 40), 0);
 }
 
 TEST(Plot, TextStripDrawsTitlesWhereAsked) {
