@@ -122,8 +122,9 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
     }
     pls.col0(line);
     pls.width(2.0);
+    const PLINT style = std::clamp(s.style, 1, 8);
     if (s.x.size() > 1) {
-      pls.lsty(std::clamp(s.style, 1, 8));
+      pls.lsty(style);
       pls.line(static_cast<PLINT>(s.x.size()), s.x.data(), s.y.data());
       pls.lsty(1);
     } else if (s.x.size() == 1) {
@@ -135,7 +136,7 @@ void draw_chart(plstream& pls, const PlotChart& chart) {
     }
     opts.push_back(s.x.size() > 1 ? PL_LEGEND_LINE : PL_LEGEND_SYMBOL);
     colours.push_back(line);
-    styles.push_back(std::clamp(s.style, 1, 8));
+    styles.push_back(style);
     widths.push_back(2.0);
     symbol_numbers.push_back(1);
     symbol_scales.push_back(1.0);

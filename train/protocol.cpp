@@ -12,6 +12,7 @@
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "train/config.h"
@@ -282,18 +283,24 @@ std::vector<RunRecord> finished_runs(const std::string& root, const std::string&
   return out;
 }
 
+std::vector<Labels> group_order(const std::vector<RunRecord>& runs, const std::vector<Labels>& preferred) {
+  std::set<Labels> present;
+  for (auto& r : runs) present.insert(r.group);
+  std::vector<Labels> order;
+  for (auto& g : preferred) {
+    if (present.count(g) && std::find(order.begin(), order.end(), g) == order.end()) order.push_back(g);
+  }
+  for (auto& g : present) {
+    if (std::find(order.begin(), order.end(), g) == order.end()) order.push_back(g);
+  }
+  return order;
+}
+
 std::vector<TableRow> aggregate(const std::vector<RunRecord>& runs, const TableOptions& options) {
   std::map<Labels, std::vector<const RunRecord*>> groups;
   for (auto& r : runs) groups[r.group].push_back(&r);
-  std::vector<Labels> order;
-  for (auto& g : options.order) {
-    if (groups.count(g) && std::find(order.begin(), order.end(), g) == order.end()) order.push_back(g);
-  }
-  for (auto& [g, members] : groups) {
-    if (std::find(order.begin(), order.end(), g) == order.end()) order.push_back(g);
-  }
   std::vector<TableRow> rows;
-  for (auto& g : order) {
+  for (auto& g : group_order(runs, options.order)) {
     TableRow row;
     row.group = g;
     std::vector<double> miou, iterations, train_s, ips, iter_ms;

@@ -78,6 +78,9 @@ void for_each_metrics_event(const std::string& path, const std::function<void(co
 /// config_hash is the hash of the directory's config.toml), sorted by directory name.
 std::vector<RunRecord> finished_runs(const std::string& root, const std::string& kind);
 
+/// The groups of `runs`: those in `preferred` first, in its order, then the others sorted (the tables' row order).
+std::vector<Labels> group_order(const std::vector<RunRecord>& runs, const std::vector<Labels>& preferred);
+
 /// Options of the aggregated table.
 struct TableOptions {
   std::vector<Labels> order;        ///< preferred row order (the current plan's groups); other groups follow sorted

@@ -186,14 +186,14 @@ int run_compare(const CompareArgs& a, const ProtocolArgs& p) {
   if (p.dry_run) return 0;
   const auto md = write_tables(root, "compare", table);
   if (dist::topology().rank == 0) {
-    auto runs = finished_runs(root, "compare");
-    // The plan's order (the baseline first, as in the table), so a method has the same colour in every picture.
-    const auto rank_of = [&](const RunRecord& r) {
-      return std::find(order.begin(), order.end(), r.group) - order.begin();
-    };
-    std::stable_sort(runs.begin(), runs.end(), [&](auto& a, auto& b) { return rank_of(a) < rank_of(b); });
+    const auto runs = finished_runs(root, "compare");
+    // The table's row order (the baseline first), so a method has the same colour in every picture.
     std::vector<std::string> dirs;
-    for (auto& r : runs) dirs.push_back(r.dir);
+    for (auto& g : group_order(runs, order)) {
+      for (auto& r : runs) {
+        if (r.group == g) dirs.push_back(r.dir);
+      }
+    }
     const auto curves = (fs::path(root) / "curves.png").string();
     if (!dirs.empty()) {
       // The work directory as the user would name it: relative to the current directory when inside it.
